@@ -1,0 +1,72 @@
+"""NATS subjects of the Kryten protocol and the token normaliser both sides use."""
+
+from __future__ import annotations
+
+from .errors import KrytenValidationError
+
+_REMOVED = frozenset(".*>!@#$%^&()+=[]{|}\\:;\"'<>,?/")
+_TRANSLATION = {ord(c): None for c in _REMOVED} | {ord(" "): "-"}
+_MAX_TOKEN = 100
+
+EVENTS_PREFIX = "kryten.events.cytube"
+COMMANDS_PREFIX = "kryten.commands.cytube"
+ROBOT_COMMAND = "kryten.robot.command"
+DISCOVERY_POLL = "kryten.service.discovery.poll"
+GROUP_RESTART = "kryten.lifecycle.group.restart"
+
+
+def normalize_token(value: str) -> str:
+    """Return ``value`` as the bridge writes it into a subject token (may be empty).
+
+    Lowercase; ``.`` removed; spaces become ``-``; ``*``, ``>`` and the punctuation
+    ``!@#$%^&*()+=[]{|}\\:;"'<>,?/`` removed; at most 100 characters.
+    """
+    return value.lower().translate(_TRANSLATION)[:_MAX_TOKEN]
+
+
+def token(value: str, what: str) -> str:
+    """Normalise ``value``; raise :class:`KrytenValidationError` naming ``what`` if empty."""
+    if not isinstance(value, str):
+        raise KrytenValidationError(f"{what} must be a string, got {type(value).__name__}")
+    result = normalize_token(value)
+    if not result:
+        raise KrytenValidationError(f"{what} {value!r} is empty after normalisation")
+    return result
+
+
+def event_subject(channel: str, event_name: str) -> str:
+    """``kryten.events.cytube.{N(channel)}.{N(event_name)}``: where the bridge publishes."""
+    return f"{EVENTS_PREFIX}.{token(channel, 'channel')}.{token(event_name, 'event name')}"
+
+
+def channel_events_wildcard(channel: str) -> str:
+    """``kryten.events.cytube.{N(channel)}.>``: every event of one channel."""
+    return f"{EVENTS_PREFIX}.{token(channel, 'channel')}.>"
+
+
+def command_subject(channel: str, action: str) -> str:
+    """``kryten.commands.cytube.{N(channel)}.{N(action)}``: where the bridge takes commands."""
+    return f"{COMMANDS_PREFIX}.{token(channel, 'channel')}.{token(action, 'action')}"
+
+
+def user_level_subject(domain: str, channel: str) -> str:
+    """``kryten.user_level.{domain}.{channel}``: the bot's rank (configured strings, as is)."""
+    return f"kryten.user_level.{domain}.{channel}"
+
+
+def service_command_subject(service: str) -> str:
+    """``kryten.{service}.command``: request/reply of another Kryten service."""
+    return f"kryten.{token(service, 'service')}.command"
+
+
+def lifecycle_subject(service: str, event: str) -> str:
+    """``kryten.lifecycle.{service}.{event}`` (startup, heartbeat, shutdown, ...)."""
+    return f"kryten.lifecycle.{service}.{event}"
+
+
+def service_token(name: str) -> str:
+    """A service name as one subject token: lowercased, ``.`` and spaces become ``-``."""
+    cleaned = name.strip().lower().replace(".", "-").replace(" ", "-")
+    if not cleaned or any(c in cleaned for c in "*>\t\r\n"):
+        raise KrytenValidationError(f"service name {name!r} is not a valid subject token")
+    return cleaned

@@ -1,0 +1,898 @@
+"""The fire-and-forget CyTube commands (PROTOCOL.md section 2) and their one table.
+
+:data:`COMMANDS` is the single source of truth: for every public command method it names
+the bridge action (exact case), the ``data`` keys the bridge expects (it passes them as
+keyword arguments and silently drops a command whose keys are off), the CyTube rank the
+command needs and whether it goes through the client's chat rate limiter.
+
+:class:`CommandsMixin` holds the 40 methods. Each validates its arguments in the caller's
+thread (raising :class:`~kryten_sync.errors.KrytenValidationError` for anything the bridge or
+CyTube would otherwise swallow without a word), builds the ``data`` dict and hands it to
+``_send_command``, which the client class provides.
+
+Ranks in :data:`COMMANDS` are CyTube's defaults (``src/channel/permissions.js``); channel
+admins can change most of them. CyTube kicks a user who sends ``assignLeader``,
+``setMotd``, ``setChannelCSS``/``JS`` or ``readChanLog`` without the rank, so check before
+sending those.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
+from types import MappingProxyType
+from typing import Any, Final, Literal, NoReturn
+
+from .errors import KrytenValidationError
+from .subjects import token
+
+RANK_GUEST: Final = 0.0
+RANK_REGISTERED: Final = 1.0
+RANK_LEADER: Final = 1.5
+RANK_MODERATOR: Final = 2.0
+RANK_ADMIN: Final = 3.0
+RANK_OWNER: Final = 4.0
+
+#: Largest channel CSS or JS accepted, in UTF-8 bytes (20 KiB).
+MAX_CHANNEL_CODE_BYTES: Final = 20 * 1024
+#: CyTube's limit on a poll title and on each poll option, in characters.
+MAX_POLL_TEXT: Final = 255
+#: Ranks ``set_channel_rank`` accepts. CyTube refuses to set a rank below 1
+#: ("demote them to below rank 1") and nobody but a site admin can set 5 (founder).
+CHANNEL_RANK_RANGE: Final = (1, 5)
+
+_FILTER_FLAGS: Final = frozenset("dgimsuvy")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """How one command method maps onto the wire.
+
+    ``keys`` are always sent, in protocol order; ``optional_keys`` only when the caller
+    gave them (kick/ban ``reason``). ``min_rank`` is the CyTube rank needed by default
+    (0 anyone, 1 registered, 1.5 leader, 2 moderator, 3 channel admin, 4 owner).
+    ``rate_limited`` commands go through the client's chat limiter.
+    """
+
+    method: str
+    action: str
+    keys: tuple[str, ...]
+    _: KW_ONLY
+    optional_keys: tuple[str, ...] = ()
+    min_rank: float
+    rate_limited: bool = False
+
+
+def _spec(
+    method: str,
+    action: str,
+    keys: tuple[str, ...],
+    rank: float,
+    *,
+    optional: tuple[str, ...] = (),
+    rate_limited: bool = False,
+) -> CommandSpec:
+    return CommandSpec(
+        method, action, keys, optional_keys=optional, min_rank=rank, rate_limited=rate_limited
+    )
+
+
+_FILTER_KEYS: Final = ("name", "source", "flags", "replace", "filterlinks", "active")
+
+_SPECS: Final[tuple[CommandSpec, ...]] = (
+    # chat
+    _spec("send_chat", "chat", ("message",), RANK_GUEST, rate_limited=True),
+    _spec("send_pm", "pm", ("to", "message"), RANK_GUEST, rate_limited=True),
+    # playlist
+    _spec("add_media", "queue", ("type", "id", "pos", "temp"), RANK_LEADER),
+    _spec("delete_media", "delete", ("uid",), RANK_MODERATOR),
+    _spec("move_media", "move", ("uid", "after"), RANK_LEADER),
+    _spec("jump_to", "jump", ("uid",), RANK_LEADER),
+    _spec("clear_playlist", "clear", (), RANK_MODERATOR),
+    _spec("shuffle_playlist", "shuffle", (), RANK_MODERATOR),
+    _spec("set_temp", "setTemp", ("uid", "temp"), RANK_MODERATOR),
+    _spec("play_next", "playNext", (), RANK_LEADER),
+    # playback (CyTube ignores these three; the bridge still emits them)
+    _spec("pause", "pause", (), RANK_LEADER),
+    _spec("play", "play", (), RANK_LEADER),
+    _spec("seek", "seek", ("time",), RANK_LEADER),
+    # moderation
+    _spec("kick_user", "kick", ("username",), RANK_LEADER, optional=("reason",)),
+    _spec("ban_user", "ban", ("username",), RANK_MODERATOR, optional=("reason",)),
+    _spec("voteskip", "voteskip", (), RANK_GUEST),
+    _spec("assign_leader", "assignLeader", ("username",), RANK_MODERATOR),
+    _spec("mute_user", "mute", ("username",), RANK_LEADER),
+    _spec("shadow_mute_user", "smute", ("username",), RANK_LEADER),
+    _spec("unmute_user", "unmute", ("username",), RANK_LEADER),
+    # channel administration
+    _spec("set_motd", "setMotd", ("motd",), RANK_ADMIN),
+    _spec("set_channel_css", "setChannelCSS", ("css",), RANK_ADMIN),
+    _spec("set_channel_js", "setChannelJS", ("js",), RANK_ADMIN),
+    _spec("set_options", "setOptions", ("options",), RANK_MODERATOR),
+    _spec("set_permissions", "setPermissions", ("permissions",), RANK_ADMIN),
+    _spec("update_emote", "updateEmote", ("name", "image"), RANK_ADMIN),
+    _spec("remove_emote", "removeEmote", ("name",), RANK_ADMIN),
+    _spec("add_filter", "addFilter", _FILTER_KEYS, RANK_ADMIN),
+    _spec("update_filter", "updateFilter", _FILTER_KEYS, RANK_ADMIN),
+    _spec("remove_filter", "removeFilter", ("name",), RANK_ADMIN),
+    # polls
+    _spec("new_poll", "newPoll", ("title", "options", "obscured", "timeout"), RANK_LEADER),
+    _spec("vote", "vote", ("option",), RANK_GUEST),
+    _spec("close_poll", "closePoll", (), RANK_LEADER),
+    # ranks, bans, log, library
+    _spec("set_channel_rank", "setChannelRank", ("username", "rank"), RANK_ADMIN),
+    _spec("request_channel_ranks", "requestChannelRanks", (), RANK_ADMIN),
+    _spec("request_banlist", "requestBanlist", (), RANK_MODERATOR),
+    _spec("unban", "unban", ("ban_id", "name"), RANK_MODERATOR),
+    _spec("read_chan_log", "readChanLog", ("count",), RANK_ADMIN),
+    _spec("search_library", "searchLibrary", ("query", "source"), RANK_GUEST),
+    _spec("delete_from_library", "deleteFromLibrary", ("media_id",), RANK_MODERATOR),
+)
+
+#: Every command method, by method name (read-only).
+COMMANDS: Final[Mapping[str, CommandSpec]] = MappingProxyType({s.method: s for s in _SPECS})
+
+if len(COMMANDS) != len(_SPECS):  # pragma: no cover - guards the table above
+    raise RuntimeError("commands: duplicate method in the command table")
+
+
+# --- argument checks (each raises KrytenValidationError "<method>: <name> <problem>") ---
+
+
+def _fail(method: str, name: str, problem: str) -> NoReturn:
+    raise KrytenValidationError(f"{method}: {name} {problem}")
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _require_text(
+    method: str,
+    name: str,
+    value: object,
+    *,
+    allow_empty: bool = False,
+    max_chars: int | None = None,
+) -> str:
+    """``value`` as a str; unless ``allow_empty``, it must hold a non-blank character."""
+    if not isinstance(value, str):
+        _fail(method, name, f"must be a str, got {_type_name(value)}")
+    if not allow_empty and not value.strip():
+        _fail(method, name, "must not be empty")
+    if max_chars is not None and len(value) > max_chars:
+        _fail(method, name, f"must be at most {max_chars} characters, got {len(value)}")
+    return value
+
+
+def _require_bool(method: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        _fail(method, name, f"must be a bool, got {_type_name(value)}")
+    return value
+
+
+def _require_int(
+    method: str,
+    name: str,
+    value: object,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    """``value`` as an int (a bool is not an int here) within ``minimum..maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(method, name, f"must be an int, got {_type_name(value)}")
+    if minimum is not None and value < minimum:
+        _fail(method, name, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        _fail(method, name, f"must be <= {maximum}, got {value}")
+    return value
+
+
+def _require_seconds(method: str, name: str, value: object) -> float:
+    """A finite, non-negative int or float (returned unchanged, so an int stays an int)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(method, name, f"must be a number, got {_type_name(value)}")
+    if not math.isfinite(value):
+        _fail(method, name, f"must be finite, got {value}")
+    if value < 0:
+        _fail(method, name, f"must not be negative, got {value}")
+    return value
+
+
+def _require_uid(method: str, name: str, value: object) -> int:
+    """A playlist uid: a non-negative int (CyTube numbers items from 0)."""
+    return _require_int(method, name, value, minimum=0)
+
+
+def _require_code(method: str, name: str, value: object) -> str:
+    """Channel CSS/JS: any str (empty clears it) of at most 20 KiB as UTF-8."""
+    text = _require_text(method, name, value, allow_empty=True)
+    size = len(text.encode("utf-8"))
+    if size > MAX_CHANNEL_CODE_BYTES:
+        _fail(method, name, f"is {size} bytes as UTF-8, over the {MAX_CHANNEL_CODE_BYTES} limit")
+    return text
+
+
+def _require_mapping(method: str, name: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        _fail(method, name, f"must be a dict, got {_type_name(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            _fail(method, name, f"keys must be str, got {_type_name(key)} key {key!r}")
+    return value
+
+
+def _json_copy(method: str, name: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``value`` as the JSON the bridge will see; refuses what JSON cannot hold."""
+    try:
+        copied: dict[str, Any] = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise KrytenValidationError(f"{method}: {name} is not JSON-serialisable: {exc}") from exc
+    return copied
+
+
+def _optional_reason(method: str, reason: object) -> dict[str, str]:
+    """``{"reason": reason}`` when a non-empty reason was given, else ``{}``."""
+    if reason is None:
+        return {}
+    text = _require_text(method, "reason", reason, allow_empty=True)
+    return {"reason": text} if text else {}
+
+
+def _filter_data(
+    method: str,
+    *,
+    name: object,
+    source: object,
+    flags: object,
+    replace: object,
+    filterlinks: object,
+    active: object,
+) -> dict[str, Any]:
+    flags_text = _require_text(method, "flags", flags, allow_empty=True)
+    bad = sorted(set(flags_text) - _FILTER_FLAGS)
+    if bad or len(set(flags_text)) != len(flags_text):
+        _fail(method, "flags", f"must be distinct JavaScript regex flags (dgimsuvy), got {flags!r}")
+    return {
+        "name": _require_text(method, "name", name),
+        "source": _require_text(method, "source", source),
+        "flags": flags_text,
+        "replace": _require_text(method, "replace", replace, allow_empty=True),
+        "filterlinks": _require_bool(method, "filterlinks", filterlinks),
+        "active": _require_bool(method, "active", active),
+    }
+
+
+class CommandsMixin:
+    """The command methods of the client. Every one returns the command's correlation id.
+
+    The class using this mixin provides ``_send_command``. Arguments are checked in the
+    caller's thread before anything is sent; a bad one raises
+    :class:`~kryten_sync.errors.KrytenValidationError` naming the method and argument.
+    """
+
+    __slots__ = ()
+
+    # --- plumbing -----------------------------------------------------------------
+
+    def _send_command(
+        self, spec: CommandSpec, channel: str, data: dict[str, Any], domain: str | None
+    ) -> str:
+        """Publish one command; provided by the client class.
+
+        ``spec`` is the :data:`COMMANDS` entry, ``channel`` the caller's string (already
+        checked: non-empty after normalisation), ``data`` the exact ``data`` object of the
+        body (keys in protocol order), ``domain`` the caller's override or None. Blocks on
+        the chat limiter first when ``spec.rate_limited``. Returns the correlation id.
+        """
+        raise NotImplementedError("_send_command is provided by the client class")
+
+    def _command(self, method: str, channel: str, domain: str | None, /, **data: Any) -> str:
+        """Check ``channel``/``domain`` and the data keys against the table, then send."""
+        spec = COMMANDS.get(method)
+        if spec is None:
+            raise RuntimeError(f"_command: {method!r} is not in COMMANDS")
+        given = set(data)
+        required = set(spec.keys)
+        if not required <= given or not given <= required | set(spec.optional_keys):
+            raise RuntimeError(
+                f"{method}: data keys {sorted(given)} do not match the protocol "
+                f"(always {list(spec.keys)}, optionally {list(spec.optional_keys)})"
+            )
+        try:
+            token(channel, "channel")
+        except KrytenValidationError as exc:
+            raise KrytenValidationError(f"{method}: {exc}") from exc
+        if domain is not None:
+            _require_text(method, "domain", domain)
+        ordered = {key: data[key] for key in (*spec.keys, *spec.optional_keys) if key in data}
+        return self._send_command(spec, channel, ordered, domain)
+
+    # --- chat ---------------------------------------------------------------------
+
+    def send_chat(self, channel: str, message: str, *, domain: str | None = None) -> str:
+        """Send a chat message to the channel.
+
+        Needs rank 0 (anyone). Blocks on the chat rate limiter. CyTube drops blank
+        messages (refused here) and cuts a message to 240 characters.
+
+        Returns: the correlation id.
+        """
+        _require_text("send_chat", "message", message)
+        return self._command("send_chat", channel, domain, message=message)
+
+    def send_pm(
+        self, channel: str, username: str, message: str, *, domain: str | None = None
+    ) -> str:
+        """Send a private message to ``username`` (who must be in the channel).
+
+        Needs rank 0 (anyone signed in). Blocks on the chat rate limiter.
+
+        Returns: the correlation id.
+        """
+        _require_text("send_pm", "username", username)
+        _require_text("send_pm", "message", message)
+        return self._command("send_pm", channel, domain, to=username, message=message)
+
+    # --- playlist -----------------------------------------------------------------
+
+    def add_media(
+        self,
+        channel: str,
+        media_type: str,
+        media_id: str,
+        position: Literal["end", "next"] = "end",
+        temp: bool = False,
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Queue a media item (``media_type`` e.g. "yt", ``media_id`` its id or URL).
+
+        ``position`` is "end" or "next"; ``temp`` marks it temporary. Needs rank 1.5
+        (leader) by default; anyone when the playlist is unlocked. The new uid arrives
+        later as a ``queue`` event.
+
+        Returns: the correlation id.
+        """
+        method = "add_media"
+        _require_text(method, "media_type", media_type)
+        _require_text(method, "media_id", media_id)
+        if position not in ("end", "next"):
+            _fail(method, "position", f"must be 'end' or 'next', got {position!r}")
+        _require_bool(method, "temp", temp)
+        return self._command(
+            method, channel, domain, type=media_type, id=media_id, pos=position, temp=temp
+        )
+
+    def delete_media(self, channel: str, uid: int, *, domain: str | None = None) -> str:
+        """Remove the playlist item ``uid``.
+
+        Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        _require_uid("delete_media", "uid", uid)
+        return self._command("delete_media", channel, domain, uid=uid)
+
+    def move_media(
+        self,
+        channel: str,
+        uid: int,
+        position: int | Literal["prepend", "append"],
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Move item ``uid`` after item ``position`` (a uid), or to "prepend"/"append".
+
+        Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        method = "move_media"
+        _require_uid(method, "uid", uid)
+        if isinstance(position, str):
+            if position not in ("prepend", "append"):
+                _fail(method, "position", f"must be a uid or 'prepend'/'append', got {position!r}")
+        else:
+            _require_uid(method, "position", position)
+        return self._command(method, channel, domain, uid=uid, after=position)
+
+    def jump_to(self, channel: str, uid: int | str, *, domain: str | None = None) -> str:
+        """Play the playlist item ``uid`` now (an int or a string of digits).
+
+        Sent as a string of digits (the bridge rejects an int). Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        if isinstance(uid, str):
+            if not (uid.isascii() and uid.isdigit()):
+                _fail("jump_to", "uid", f"must be an int or a string of digits, got {uid!r}")
+            uid_text = str(int(uid))
+        else:
+            uid_text = str(_require_uid("jump_to", "uid", uid))
+        return self._command("jump_to", channel, domain, uid=uid_text)
+
+    def clear_playlist(self, channel: str, *, domain: str | None = None) -> str:
+        """Remove every item from the playlist.
+
+        Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        return self._command("clear_playlist", channel, domain)
+
+    def shuffle_playlist(self, channel: str, *, domain: str | None = None) -> str:
+        """Shuffle the playlist.
+
+        Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        return self._command("shuffle_playlist", channel, domain)
+
+    def set_temp(
+        self, channel: str, uid: int, is_temp: bool = True, *, domain: str | None = None
+    ) -> str:
+        """Mark playlist item ``uid`` temporary (or permanent with ``is_temp=False``).
+
+        Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        _require_uid("set_temp", "uid", uid)
+        _require_bool("set_temp", "is_temp", is_temp)
+        return self._command("set_temp", channel, domain, uid=uid, temp=is_temp)
+
+    def play_next(self, channel: str, *, domain: str | None = None) -> str:
+        """Skip to the next playlist item at once (no vote).
+
+        Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        return self._command("play_next", channel, domain)
+
+    # --- playback -----------------------------------------------------------------
+
+    def pause(self, channel: str, *, domain: str | None = None) -> str:
+        """Ask for playback to pause.
+
+        CyTube itself ignores this (the bridge still emits it). Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        return self._command("pause", channel, domain)
+
+    def play(self, channel: str, *, domain: str | None = None) -> str:
+        """Ask for playback to resume.
+
+        CyTube itself ignores this (the bridge still emits it). Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        return self._command("play", channel, domain)
+
+    def seek(self, channel: str, time_seconds: float, *, domain: str | None = None) -> str:
+        """Ask to seek the current media to ``time_seconds`` (finite, not negative).
+
+        CyTube itself ignores this (the bridge still emits it). Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        _require_seconds("seek", "time_seconds", time_seconds)
+        return self._command("seek", channel, domain, time=time_seconds)
+
+    # --- moderation ---------------------------------------------------------------
+
+    def kick_user(
+        self,
+        channel: str,
+        username: str,
+        reason: str | None = None,
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Kick ``username`` out of the channel, with an optional ``reason``.
+
+        ``reason`` is sent only when given and not empty. Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        _require_text("kick_user", "username", username)
+        extra = _optional_reason("kick_user", reason)
+        return self._command("kick_user", channel, domain, username=username, **extra)
+
+    def ban_user(
+        self,
+        channel: str,
+        username: str,
+        reason: str | None = None,
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Ban ``username`` from the channel (by name), with an optional ``reason``.
+
+        ``reason`` is sent only when given and not empty. Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        _require_text("ban_user", "username", username)
+        extra = _optional_reason("ban_user", reason)
+        return self._command("ban_user", channel, domain, username=username, **extra)
+
+    def voteskip(self, channel: str, *, domain: str | None = None) -> str:
+        """Vote to skip the current media.
+
+        Needs rank 0 (anyone).
+
+        Returns: the correlation id.
+        """
+        return self._command("voteskip", channel, domain)
+
+    def assign_leader(self, channel: str, username: str, *, domain: str | None = None) -> str:
+        """Give ``username`` leader (rank 1.5); ``""`` takes leader away.
+
+        Needs rank 2 (moderator); CyTube kicks a user who tries without it.
+
+        Returns: the correlation id.
+        """
+        _require_text("assign_leader", "username", username, allow_empty=True)
+        return self._command("assign_leader", channel, domain, username=username)
+
+    def mute_user(self, channel: str, username: str, *, domain: str | None = None) -> str:
+        """Mute ``username`` (they can no longer chat).
+
+        Needs rank 1.5 (leader). The bridge sends it as a ``/mute`` chat command.
+
+        Returns: the correlation id.
+        """
+        _require_text("mute_user", "username", username)
+        return self._command("mute_user", channel, domain, username=username)
+
+    def shadow_mute_user(self, channel: str, username: str, *, domain: str | None = None) -> str:
+        """Shadow-mute ``username`` (their messages reach only themselves and moderators).
+
+        Needs rank 1.5 (leader). The bridge sends it as a ``/smute`` chat command.
+
+        Returns: the correlation id.
+        """
+        _require_text("shadow_mute_user", "username", username)
+        return self._command("shadow_mute_user", channel, domain, username=username)
+
+    def unmute_user(self, channel: str, username: str, *, domain: str | None = None) -> str:
+        """Lift a mute or shadow mute from ``username``.
+
+        Needs rank 1.5 (leader). The bridge sends it as a ``/unmute`` chat command.
+
+        Returns: the correlation id.
+        """
+        _require_text("unmute_user", "username", username)
+        return self._command("unmute_user", channel, domain, username=username)
+
+    # --- channel administration ---------------------------------------------------
+
+    def set_motd(self, channel: str, motd: str, *, domain: str | None = None) -> str:
+        """Set the channel's message of the day (HTML); ``""`` clears it.
+
+        Needs rank 3 (channel admin); CyTube kicks a user who tries without it. CyTube
+        keeps the first 20000 characters.
+
+        Returns: the correlation id.
+        """
+        _require_text("set_motd", "motd", motd, allow_empty=True)
+        return self._command("set_motd", channel, domain, motd=motd)
+
+    def set_channel_css(self, channel: str, css: str, *, domain: str | None = None) -> str:
+        """Replace the channel's custom CSS (at most 20 KiB as UTF-8; ``""`` clears it).
+
+        Needs rank 3 (channel admin); CyTube kicks a user who tries without it.
+
+        Returns: the correlation id.
+        """
+        _require_code("set_channel_css", "css", css)
+        return self._command("set_channel_css", channel, domain, css=css)
+
+    def set_channel_js(self, channel: str, js: str, *, domain: str | None = None) -> str:
+        """Replace the channel's custom JavaScript (at most 20 KiB as UTF-8; ``""`` clears it).
+
+        Needs rank 3 (channel admin); CyTube kicks a user who tries without it.
+
+        Returns: the correlation id.
+        """
+        _require_code("set_channel_js", "js", js)
+        return self._command("set_channel_js", channel, domain, js=js)
+
+    def set_options(
+        self, channel: str, options: Mapping[str, Any], *, domain: str | None = None
+    ) -> str:
+        """Change channel options (e.g. ``{"allow_voteskip": False}``); others stay.
+
+        ``options`` must be JSON-serialisable; a deep copy is sent. Needs rank 2
+        (moderator).
+
+        Returns: the correlation id.
+        """
+        _require_mapping("set_options", "options", options)
+        copied = _json_copy("set_options", "options", options)
+        return self._command("set_options", channel, domain, options=copied)
+
+    def set_permissions(
+        self, channel: str, permissions: Mapping[str, float], *, domain: str | None = None
+    ) -> str:
+        """Change permissions: each key (e.g. "playlistadd") maps to the minimum rank.
+
+        Values must be numbers (CyTube discards anything else). Needs rank 3 (channel
+        admin).
+
+        Returns: the correlation id.
+        """
+        method = "set_permissions"
+        _require_mapping(method, "permissions", permissions)
+        for key, value in permissions.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                _fail(method, f"permissions[{key!r}]", f"must be a number, got {_type_name(value)}")
+            if not math.isfinite(value):
+                _fail(method, f"permissions[{key!r}]", f"must be finite, got {value}")
+        return self._command(method, channel, domain, permissions=dict(permissions))
+
+    def update_emote(
+        self,
+        channel: str,
+        name: str,
+        image: str,
+        source: str = "imgur",
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Add or replace the emote ``name`` (e.g. ":wave:") showing ``image`` (a URL).
+
+        ``source`` is accepted for compatibility and not sent (CyTube emotes have none).
+        Needs rank 3 (channel admin).
+
+        Returns: the correlation id.
+        """
+        _require_text("update_emote", "name", name)
+        _require_text("update_emote", "image", image)
+        _require_text("update_emote", "source", source, allow_empty=True)
+        return self._command("update_emote", channel, domain, name=name, image=image)
+
+    def remove_emote(self, channel: str, name: str, *, domain: str | None = None) -> str:
+        """Remove the emote ``name``.
+
+        Needs rank 3 (channel admin).
+
+        Returns: the correlation id.
+        """
+        _require_text("remove_emote", "name", name)
+        return self._command("remove_emote", channel, domain, name=name)
+
+    def add_filter(  # noqa: PLR0917 - the positional signature is the protocol's
+        self,
+        channel: str,
+        name: str,
+        source: str,
+        flags: str,
+        replace: str,
+        filterlinks: bool = False,
+        active: bool = True,
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Add chat filter ``name``: JavaScript regex ``source``/``flags`` -> ``replace``.
+
+        Needs rank 3 (channel admin).
+
+        Returns: the correlation id.
+        """
+        data = _filter_data(
+            "add_filter",
+            name=name,
+            source=source,
+            flags=flags,
+            replace=replace,
+            filterlinks=filterlinks,
+            active=active,
+        )
+        return self._command("add_filter", channel, domain, **data)
+
+    def update_filter(  # noqa: PLR0917 - the positional signature is the protocol's
+        self,
+        channel: str,
+        name: str,
+        source: str,
+        flags: str,
+        replace: str,
+        filterlinks: bool = False,
+        active: bool = True,
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Replace chat filter ``name`` (same arguments as :meth:`add_filter`).
+
+        Needs rank 3 (channel admin).
+
+        Returns: the correlation id.
+        """
+        data = _filter_data(
+            "update_filter",
+            name=name,
+            source=source,
+            flags=flags,
+            replace=replace,
+            filterlinks=filterlinks,
+            active=active,
+        )
+        return self._command("update_filter", channel, domain, **data)
+
+    def remove_filter(self, channel: str, name: str, *, domain: str | None = None) -> str:
+        """Remove chat filter ``name``.
+
+        Needs rank 3 (channel admin).
+
+        Returns: the correlation id.
+        """
+        _require_text("remove_filter", "name", name)
+        return self._command("remove_filter", channel, domain, name=name)
+
+    # --- polls --------------------------------------------------------------------
+
+    def new_poll(
+        self,
+        channel: str,
+        title: str,
+        options: Sequence[str],
+        obscured: bool = False,
+        timeout: float = 0,
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Open a poll (replacing any open one) with the given option texts.
+
+        ``obscured`` hides the counts until it closes; ``timeout`` closes it after that
+        many seconds (0: never). Title and each option: at most 255 characters, options
+        not empty. Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        method = "new_poll"
+        _require_text(method, "title", title, allow_empty=True, max_chars=MAX_POLL_TEXT)
+        if isinstance(options, str | bytes) or not isinstance(options, Sequence):
+            _fail(method, "options", f"must be a list of str, got {_type_name(options)}")
+        if not options:
+            _fail(method, "options", "must not be empty")
+        for index, option in enumerate(options):
+            _require_text(method, f"options[{index}]", option, max_chars=MAX_POLL_TEXT)
+        _require_bool(method, "obscured", obscured)
+        _require_seconds(method, "timeout", timeout)
+        return self._command(
+            method,
+            channel,
+            domain,
+            title=title,
+            options=list(options),
+            obscured=obscured,
+            timeout=timeout,
+        )
+
+    def vote(self, channel: str, option: int, *, domain: str | None = None) -> str:
+        """Vote for option number ``option`` (from 0) of the open poll.
+
+        Needs rank 0 (anyone).
+
+        Returns: the correlation id.
+        """
+        _require_int("vote", "option", option, minimum=0)
+        return self._command("vote", channel, domain, option=option)
+
+    def close_poll(self, channel: str, *, domain: str | None = None) -> str:
+        """Close the open poll.
+
+        Needs rank 1.5 (leader).
+
+        Returns: the correlation id.
+        """
+        return self._command("close_poll", channel, domain)
+
+    # --- ranks, bans, log, library ------------------------------------------------
+
+    def set_channel_rank(
+        self, channel: str, username: str, rank: int, *, domain: str | None = None
+    ) -> str:
+        """Set the permanent channel rank of ``username`` (an int from 1 to 5).
+
+        CyTube refuses ranks below 1 and ranks not below your own. Needs rank 3
+        (channel admin).
+
+        Returns: the correlation id.
+        """
+        low, high = CHANNEL_RANK_RANGE
+        _require_text("set_channel_rank", "username", username)
+        _require_int("set_channel_rank", "rank", rank, minimum=low, maximum=high)
+        return self._command("set_channel_rank", channel, domain, username=username, rank=rank)
+
+    def request_channel_ranks(self, channel: str, *, domain: str | None = None) -> str:
+        """Ask for the list of ranked users; it arrives as a ``channelRanks`` event.
+
+        Needs rank 3 (channel admin).
+
+        Returns: the correlation id.
+        """
+        return self._command("request_channel_ranks", channel, domain)
+
+    def request_banlist(self, channel: str, *, domain: str | None = None) -> str:
+        """Ask for the ban list; it arrives as a ``banlist`` event.
+
+        Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        return self._command("request_banlist", channel, domain)
+
+    def unban(self, channel: str, ban_id: int, name: str, *, domain: str | None = None) -> str:
+        """Lift ban ``ban_id`` (the ``id`` of a banlist entry) on ``name``.
+
+        Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        _require_int("unban", "ban_id", ban_id, minimum=0)
+        _require_text("unban", "name", name)
+        return self._command("unban", channel, domain, ban_id=ban_id, name=name)
+
+    def read_chan_log(self, channel: str, count: int = 100, *, domain: str | None = None) -> str:
+        """Ask for the channel log; it arrives as a ``readChanLog`` event.
+
+        ``count`` must be at least 1. Needs rank 3 (channel admin); CyTube kicks a user
+        who tries without it.
+
+        Returns: the correlation id.
+        """
+        _require_int("read_chan_log", "count", count, minimum=1)
+        return self._command("read_chan_log", channel, domain, count=count)
+
+    def search_library(
+        self,
+        channel: str,
+        query: str,
+        source: str = "library",
+        *,
+        domain: str | None = None,
+    ) -> str:
+        """Search the channel library ("library") or YouTube ("yt") for ``query``.
+
+        Results arrive as a ``searchResults`` event. Needs rank 0 (anyone).
+
+        Returns: the correlation id.
+        """
+        _require_text("search_library", "query", query)
+        _require_text("search_library", "source", source)
+        return self._command("search_library", channel, domain, query=query, source=source)
+
+    def delete_from_library(self, channel: str, media_id: str, *, domain: str | None = None) -> str:
+        """Delete ``media_id`` from the channel library.
+
+        Needs rank 2 (moderator).
+
+        Returns: the correlation id.
+        """
+        _require_text("delete_from_library", "media_id", media_id)
+        return self._command("delete_from_library", channel, domain, media_id=media_id)
+
+
+__all__ = [
+    "CHANNEL_RANK_RANGE",
+    "COMMANDS",
+    "MAX_CHANNEL_CODE_BYTES",
+    "MAX_POLL_TEXT",
+    "RANK_ADMIN",
+    "RANK_GUEST",
+    "RANK_LEADER",
+    "RANK_MODERATOR",
+    "RANK_OWNER",
+    "RANK_REGISTERED",
+    "CommandSpec",
+    "CommandsMixin",
+]

@@ -1,0 +1,85 @@
+"""kryten-sync: a synchronous, thread-safe client for the Kryten CyTube/NATS ecosystem."""
+
+from .client import KrytenClient
+from .commands import COMMANDS, CommandSpec
+from .config import ChannelConfig, KrytenConfig, MetricsConfig, NatsConfig, ServiceConfig
+from .errors import (
+    ClientClosedError,
+    ForkedProcessError,
+    KrytenConnectionError,
+    KrytenError,
+    KrytenTimeoutError,
+    KrytenValidationError,
+    LoopDiedError,
+    NoRespondersError,
+    NotConnectedError,
+    PublishError,
+    WrongThreadError,
+)
+from .events import (
+    ChangeMediaEvent,
+    ChatMessageEvent,
+    Event,
+    MalformedEventError,
+    MediaDeletedEvent,
+    MediaInfo,
+    MediaQueuedEvent,
+    MediaUpdateEvent,
+    MotdEvent,
+    PlaylistItem,
+    PlaylistUpdateEvent,
+    PrivateMessageEvent,
+    RawEvent,
+    UserCountEvent,
+    UserJoinEvent,
+    UserLeaveEvent,
+)
+from .raw import Message, Subscription
+from .stats import ChannelStatus, HealthStatus
+from .streams import EventStream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COMMANDS",
+    "ChangeMediaEvent",
+    "ChannelConfig",
+    "ChannelStatus",
+    "ChatMessageEvent",
+    "ClientClosedError",
+    "CommandSpec",
+    "Event",
+    "EventStream",
+    "ForkedProcessError",
+    "HealthStatus",
+    "KrytenClient",
+    "KrytenConfig",
+    "KrytenConnectionError",
+    "KrytenError",
+    "KrytenTimeoutError",
+    "KrytenValidationError",
+    "LoopDiedError",
+    "MalformedEventError",
+    "MediaDeletedEvent",
+    "MediaInfo",
+    "MediaQueuedEvent",
+    "MediaUpdateEvent",
+    "Message",
+    "MetricsConfig",
+    "MotdEvent",
+    "NatsConfig",
+    "NoRespondersError",
+    "NotConnectedError",
+    "PlaylistItem",
+    "PlaylistUpdateEvent",
+    "PrivateMessageEvent",
+    "PublishError",
+    "RawEvent",
+    "ServiceConfig",
+    "Subscription",
+    "UserCountEvent",
+    "UserJoinEvent",
+    "UserLeaveEvent",
+    "WrongThreadError",
+    "__version__",
+]

@@ -1,0 +1,500 @@
+"""One live NATS connection: its loop thread, publisher, event workers and subscriptions.
+
+A :class:`Connection` lives from ``connect()`` to ``disconnect()``; the client makes a
+new one for each connect. Methods without ``a`` prefix are called from user threads,
+``_a*`` coroutines run on the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import math
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from ._dispatch import ConcurrentPool, HandlerRegistry, Worker, invoke
+from ._loop import LoopThread
+from ._publish import Publisher
+from .config import KrytenConfig
+from .errors import (
+    KrytenConnectionError,
+    KrytenValidationError,
+    raise_translated,
+)
+from .events import MalformedEventError, parse_envelope, to_typed_event
+from .raw import Message, Subscription
+from .stats import HandlerStats, RateLimitedLog, SourceStats
+from .subjects import channel_events_wildcard, normalize_token
+
+T = TypeVar("T")
+ErrorHook = Callable[[BaseException, Any], None]
+
+
+@dataclass
+class Hooks:
+    """What the client lets the connection call back into (set before open())."""
+
+    registry: HandlerRegistry
+    on_error: Callable[[], ErrorHook | None]
+    on_disconnect: list[Callable[[], None]] = field(default_factory=list)
+    on_reconnect: list[Callable[[], None]] = field(default_factory=list)
+    on_closed_for_good: Callable[[], None] = lambda: None
+    # Coroutine factories run on the loop after connecting / before closing.
+    after_open: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    before_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+
+
+@dataclass
+class _Source:
+    """One subscription feeding one worker."""
+
+    name: str
+    worker: Worker[Any]
+    stats: SourceStats
+    handler_stats: HandlerStats
+    sub: Any = None  # nats.aio.subscription.Subscription
+
+
+def _describe_connect_error(exc: BaseException, servers: list[str]) -> str:
+    where = ", ".join(servers)
+    text = str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where} (is nats-server running on that port?)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host of {where}: {exc.strerror}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate of {where} not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with {where} failed: {exc.reason or exc}"
+    if "authorization violation" in text.lower() or isinstance(
+        exc, nats.errors.AuthorizationError
+    ):
+        return (
+            f"{where} refused the credentials (authorization violation): check user/"
+            "password, token, nkey seed or creds file"
+        )
+    if isinstance(exc, TimeoutError):
+        return f"timed out connecting to {where}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot connect to {where}: {exc.strerror}"
+    return f"cannot connect to {where}: {text or type(exc).__name__}"
+
+
+def _is_fatal_connect_error(exc: BaseException) -> bool:
+    """Errors that retrying the same servers will not cure."""
+    return (
+        isinstance(exc, ssl.SSLError | nats.errors.AuthorizationError)
+        or "authorization violation" in str(exc).lower()
+    )
+
+
+class Connection:
+    """See module docstring."""
+
+    def __init__(self, config: KrytenConfig, hooks: Hooks, logger: logging.Logger) -> None:
+        self.config = config
+        self.hooks = hooks
+        self.logger = logger
+        self.log = RateLimitedLog(logger)
+        self.loop = LoopThread()
+        self.publisher = Publisher(self.loop, self.log, config.request_timeout)
+        self.nc: NATS | None = None
+        self.sources: list[_Source] = []
+        self.channel_sources: dict[str, _Source] = {}
+        self._by_sid: dict[int, SourceStats] = {}
+        self.pool: ConcurrentPool | None = None
+        self._pool_lock = threading.Lock()
+        self.control: Worker[Callable[[], None]] | None = None
+        self._opening = True
+        self.closing = False
+        self.connected_at = 0.0
+        # Loop-owned counters.
+        self.reconnects = 0
+        self.disconnects = 0
+        self.state = "connecting"
+
+    # -- opening (caller thread, then loop) ------------------------------------
+
+    def open(self) -> None:
+        """Connect and subscribe; raises KrytenConnectionError with a readable cause."""
+        options = self.config.nats.connect_options()
+        self.loop.start()
+        budget = self.config.nats.connect_timeout * (len(self.config.nats.servers) + 1) + 2.0
+        try:
+            self.loop.call(self._aopen(options), budget, "connect")
+        except BaseException:
+            self.loop.closing = True
+            self.loop.stop(2.0)
+            raise
+        self.connected_at = time.monotonic()
+
+    async def _aopen(self, options: dict[str, Any]) -> None:
+        servers: list[str] = list(options["servers"])
+        failures: list[BaseException] = []
+        gave_up = asyncio.Event()
+
+        async def error_cb(exc: Exception) -> None:
+            if self._opening:
+                failures.append(exc)
+                if _is_fatal_connect_error(exc) or len(failures) >= len(servers):
+                    gave_up.set()
+            else:
+                self._on_nats_error(exc)
+
+        nc = NATS()
+        self.nc = nc
+        connecting = asyncio.ensure_future(
+            nc.connect(
+                **options,
+                error_cb=error_cb,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                closed_cb=self._on_closed,
+            )
+        )
+        giving_up = asyncio.ensure_future(gave_up.wait())
+        try:
+            await asyncio.wait(
+                {connecting, giving_up},
+                timeout=self.config.nats.connect_timeout * (len(servers) + 1),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            giving_up.cancel()
+        if not (connecting.done() and connecting.exception() is None):
+            connecting.cancel()
+            cause: BaseException = failures[-1] if failures else TimeoutError()
+            if connecting.done() and not connecting.cancelled() and not failures:
+                cause = connecting.exception() or cause
+            await self._close_nc_quietly(nc)
+            raise KrytenConnectionError(_describe_connect_error(cause, servers)) from cause
+        self._opening = False
+        self.state = "connected"
+        self.publisher.nc = nc
+        self.control = Worker("control", self._run_control, 1000)
+        seen: set[str] = set()
+        for channel in self.config.channels:
+            token = normalize_token(channel.channel)
+            if token in seen:
+                continue
+            seen.add(token)
+            source = await self._asubscribe(
+                channel_events_wildcard(channel.channel),
+                "",
+                f"events-{token}",
+                self._process_event,
+                lambda msg: msg.data,
+            )
+            self.channel_sources[token] = source
+        for hook in self.hooks.after_open:
+            await hook()
+
+    @staticmethod
+    async def _close_nc_quietly(nc: NATS) -> None:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+    # -- nats-py callbacks (loop thread) ----------------------------------------
+
+    def _on_nats_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            stats = self._by_sid.get(exc.sid)
+            if stats is not None:
+                stats.dropped += 1
+            self.log.limited(
+                f"slow-consumer-{exc.sid}",
+                "handlers for %r fall behind: nats-py dropped a message (slow consumer)",
+                exc.subject,
+            )
+            return
+        self.log.limited("nats-error", "NATS error: %r", exc)
+
+    async def _on_disconnected(self) -> None:
+        if self._opening or self.closing:
+            return
+        self.disconnects += 1
+        self.state = "reconnecting"
+        self.logger.warning("disconnected from NATS; reconnecting")
+        self._run_user_callbacks(self.hooks.on_disconnect)
+
+    async def _on_reconnected(self) -> None:
+        self.reconnects += 1
+        self.state = "connected"
+        url = self.nc.connected_url if self.nc is not None else None
+        self.logger.info("reconnected to %s", url.netloc if url else "?")
+        self._run_user_callbacks(self.hooks.on_reconnect)
+
+    async def _on_closed(self) -> None:
+        self.state = "closed"
+        if not self._opening and not self.closing:
+            self.logger.error("NATS connection closed for good (reconnect attempts exhausted)")
+            self.hooks.on_closed_for_good()
+
+    def _run_user_callbacks(self, callbacks: list[Callable[[], None]]) -> None:
+        if self.control is None:
+            return
+        for cb in callbacks:
+            if not self.control.put_nowait(cb):
+                self.log.limited("control-full", "control queue full; a callback was skipped")
+
+    def _run_control(self, job: Callable[[], None]) -> None:
+        self._invoke(lambda _: job(), None, None, HandlerStats())
+
+    # -- subscriptions -------------------------------------------------------------
+
+    async def _asubscribe(
+        self,
+        subject: str,
+        queue: str,
+        name: str,
+        process: Callable[[_Source, Any], None],
+        item: Callable[[Msg], Any],
+    ) -> _Source:
+        """Subscribe ``subject`` with its own worker thread running ``process``."""
+        assert self.nc is not None
+        stats, hstats = SourceStats(), HandlerStats()
+        source: _Source
+        worker: Worker[Any] = Worker(
+            name, lambda x: process(source, x), self.config.handler_queue_size
+        )
+        source = _Source(name, worker, stats, hstats)
+
+        async def cb(msg: Msg) -> None:
+            await worker.put(item(msg))
+
+        source.sub = await self.nc.subscribe(
+            subject,
+            queue=queue,
+            cb=cb,
+            pending_msgs_limit=self.config.nats.pending_msgs_limit,
+            pending_bytes_limit=self.config.nats.pending_bytes_limit,
+        )
+        self._by_sid[source.sub._id] = stats
+        self.sources.append(source)
+        return source
+
+    def subscribe(
+        self, subject: str, handler: Callable[[Message], None], queue: str
+    ) -> Subscription:
+        """A raw subscription whose messages reach ``handler`` on its own worker thread."""
+
+        def process(source: _Source, msg: Message) -> None:
+            source.stats.received += 1
+            self._invoke(handler, msg, self.hooks.on_error(), source.handler_stats)
+
+        def to_message(msg: Msg) -> Message:
+            return Message(msg.subject, msg.data, msg.reply, msg.headers, self.respond)
+
+        source = self.call(
+            self._asubscribe(subject, queue, f"sub-{subject}", process, to_message),
+            f"subscribe to {subject!r}",
+        )
+        return Subscription(subject, queue, functools.partial(self._unsubscribe, source))
+
+    def _unsubscribe(self, source: _Source) -> None:
+        caller = threading.current_thread()
+
+        async def unsubscribe() -> None:
+            await source.sub.unsubscribe()
+            self.sources.remove(source)
+            await source.worker.finish(self.config.shutdown_timeout, caller)
+
+        self.call(unsubscribe(), f"unsubscribe from {source.sub.subject!r}")
+
+    # -- workers: events -----------------------------------------------------------
+
+    def _process_event(self, source: _Source, data: bytes) -> None:
+        """Decode one bridge event and run its handlers (on the channel's worker)."""
+        stats = source.stats
+        try:
+            raw = parse_envelope(data)
+        except MalformedEventError as exc:
+            stats.malformed += 1
+            self.log.limited("malformed", "dropped a malformed event on %s: %s", source.name,
+                             exc.reason)
+            return
+        stats.received += 1
+        name = raw.event_name.lower()
+        stats.by_event[raw.event_name] = stats.by_event.get(raw.event_name, 0) + 1
+        handlers = self.hooks.registry.for_event(name)
+        if not handlers:
+            return
+        event = to_typed_event(raw)
+        channel = domain = None
+        on_error = self.hooks.on_error()
+        for handler in handlers:
+            if handler.channel is not None:
+                channel = channel if channel is not None else normalize_token(raw.channel)
+                if handler.channel != channel:
+                    continue
+            if handler.domain is not None:
+                domain = domain if domain is not None else normalize_token(raw.domain)
+                if handler.domain != domain:
+                    continue
+            if handler.concurrent:
+                self._concurrent_pool().submit(
+                    functools.partial(self._invoke, handler.fn, event, on_error)
+                )
+            else:
+                self._invoke(handler.fn, event, on_error, source.handler_stats)
+
+    def _concurrent_pool(self) -> ConcurrentPool:
+        pool = self.pool
+        if pool is None:
+            with self._pool_lock:
+                if self.pool is None:
+                    self.pool = ConcurrentPool(
+                        self.config.max_concurrent_handlers, self.config.handler_queue_size
+                    )
+                pool = self.pool
+        return pool
+
+    def _invoke(
+        self, fn: Callable[[Any], None], arg: Any, on_error: ErrorHook | None,
+        stats: HandlerStats,
+    ) -> None:
+        invoke(fn, arg, stats=stats, log=self.log, on_error=on_error,
+               slow_after=self.config.handler_timeout)
+
+    # -- blocking helpers --------------------------------------------------------------
+
+    def call(self, coro: Awaitable[T], what: str, timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop (nats errors become kryten-sync errors)."""
+        return self.loop.call(
+            self._translating(coro, what), timeout or self.config.request_timeout, what
+        )
+
+    @staticmethod
+    async def _translating(coro: Awaitable[T], what: str) -> T:
+        try:
+            return await coro
+        except (asyncio.CancelledError, KrytenValidationError):
+            raise
+        except Exception as exc:
+            raise_translated(exc, what)
+
+    def respond(self, reply: str, payload: bytes) -> None:
+        self.publisher.put(reply, payload, None, None)
+
+    def request(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None
+    ) -> Message:
+        """Send a request and wait for its reply (NoRespondersError / KrytenTimeoutError)."""
+
+        async def arequest() -> Message:
+            assert self.nc is not None
+            await self.publisher.drain()
+            msg = await self.nc.request(subject, payload, timeout=timeout, headers=headers)
+            return Message(msg.subject, msg.data, msg.reply, msg.headers)
+
+        # The loop's own deadline is a backstop; nats-py's timeout fires first and
+        # names the subject.
+        return self.call(arequest(), f"request to {subject!r}", timeout + 1.0)
+
+    def flush(self, timeout: float) -> None:
+        """Wait until the server has everything published so far; never succeeds while
+        disconnected (nats-py's flush would)."""
+
+        async def aflush() -> None:
+            nc = self.nc
+            assert nc is not None
+            await self.publisher.drain()
+            deadline = time.monotonic() + timeout
+            while not nc.is_connected:
+                if nc.is_closed:
+                    raise nats.errors.ConnectionClosedError
+                if time.monotonic() >= deadline:
+                    raise TimeoutError
+                await asyncio.sleep(0.02)
+            await nc.flush(max(1, math.ceil(deadline - time.monotonic())))
+
+        self.call(aflush(), "flush (not connected: nothing flushed)"
+                  if self.state != "connected" else "flush", timeout + 1.0)
+
+    # -- closing -------------------------------------------------------------------
+
+    def close(self, reason: str, timeout: float) -> None:
+        """Drain and close; bounded by ``timeout``; callable from any user thread."""
+        loop = self.loop
+        caller = threading.current_thread()
+        try:
+            loop.check_usable()
+        except Exception:
+            loop.closing = True
+            loop.cancel_inflight()
+            loop.stop(0.5)
+            return
+        self.closing = True
+        deadline = time.monotonic() + timeout
+        fut = asyncio.run_coroutine_threadsafe(self._aclose(reason, deadline, caller), loop.loop)
+        loop.closing = True
+        loop.cancel_inflight()
+        try:
+            fut.result(max(0.0, deadline - time.monotonic()) + 0.25)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            self.logger.warning("disconnect did not finish within %.1f s", timeout)
+        except Exception:
+            self.logger.exception("error while disconnecting")
+        loop.stop(max(0.1, deadline - time.monotonic()) + 1.0)
+
+    async def _aclose(self, reason: str, deadline: float, caller: threading.Thread) -> None:
+        def remaining() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        for hook in self.hooks.before_close:
+            try:
+                await asyncio.wait_for(hook(reason), remaining())
+            except Exception:
+                self.logger.exception("shutdown hook failed")
+        await self.publisher.drain()
+        nc = self.nc
+        if nc is not None:
+            try:
+                if nc.is_connected:
+                    await asyncio.wait_for(nc.drain(), remaining())
+                elif nc.pending_data_size:
+                    self.logger.warning(
+                        "closing while disconnected: %d buffered bytes of publishes are lost",
+                        nc.pending_data_size,
+                    )
+            except Exception as exc:
+                self.logger.warning("draining the NATS connection failed: %r", exc)
+            finally:
+                if not nc.is_closed:
+                    await self._close_nc_quietly(nc)
+        workers = [s.worker for s in self.sources]
+        if self.control is not None:
+            workers.append(self.control)
+        results = await asyncio.gather(*(w.finish(remaining(), caller) for w in workers))
+        if not all(results):
+            self.logger.warning("some handlers were still running at disconnect; abandoned")
+        if self.pool is not None:
+            self.pool.close()
+
+    # -- health --------------------------------------------------------------------
+
+    def handler_stats(self) -> HandlerStats:
+        total = HandlerStats()
+        pool_stats = self.pool.stats if self.pool is not None else []
+        for stats in [s.handler_stats for s in self.sources] + pool_stats:
+            total.merge(stats)
+        return total
+
+    @property
+    def is_connected(self) -> bool:
+        nc = self.nc
+        return nc is not None and nc.is_connected and not self.closing

@@ -1,0 +1,80 @@
+"""Plain NATS messages and subscriptions, as the synchronous client hands them out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import KrytenValidationError
+
+Payload = bytes | bytearray | memoryview | str | Mapping[str, Any] | list[Any] | None
+
+
+def encode_payload(data: Payload) -> bytes:
+    """bytes as is, str as UTF-8, dict/list as compact JSON, None as empty."""
+    if data is None:
+        return b""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, Mapping | list):
+        try:
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise KrytenValidationError(f"payload is not JSON-serialisable: {exc}") from exc
+    raise KrytenValidationError(
+        f"payload must be bytes, str, dict or list, got {type(data).__name__}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A NATS message received by :meth:`KrytenClient.subscribe` or a request."""
+
+    subject: str
+    data: bytes
+    reply: str = ""
+    headers: Mapping[str, str] | None = None
+    _respond: Callable[[str, bytes], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def text(self) -> str:
+        """The payload decoded as UTF-8."""
+        return self.data.decode()
+
+    def json(self) -> Any:
+        """The payload decoded as JSON (raises ``ValueError`` if it is not JSON)."""
+        return json.loads(self.data)
+
+    def respond(self, data: Payload) -> None:
+        """Publish ``data`` to this message's reply subject."""
+        if not self.reply:
+            raise KrytenValidationError(f"message on {self.subject!r} has no reply subject")
+        if self._respond is None:
+            raise KrytenValidationError("this message cannot be answered")
+        self._respond(self.reply, encode_payload(data))
+
+
+class Subscription:
+    """Handle of one :meth:`KrytenClient.subscribe`; ``unsubscribe()`` ends it."""
+
+    def __init__(self, subject: str, queue: str, unsubscribe: Callable[[], None]) -> None:
+        self.subject = subject
+        self.queue = queue
+        self._unsubscribe = unsubscribe
+        self.active = True
+
+    def unsubscribe(self) -> None:
+        """Stop receiving; messages already handed to the handler thread still run."""
+        if self.active:
+            self.active = False
+            self._unsubscribe()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "closed"
+        return f"<Subscription {self.subject!r} {state}>"

@@ -1,7 +1,7 @@
 """Running user handlers on worker threads.
 
 Each event channel and each raw subscription gets one :class:`Worker`: a daemon thread
-fed from the loop through a bounded janus queue, so one source's events are handled in
+fed from the loop through a bounded :class:`Handoff`, so one source's events are handled in
 the order they arrived and a slow source stalls only itself. Handlers registered with
 ``concurrent=True`` are handed on to a small :class:`ConcurrentPool` instead (no order).
 """
@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import janus
-
+from ._handoff import Handoff, HandoffClosed
 from .stats import HandlerStats, RateLimitedLog
 
 T = TypeVar("T")
@@ -120,11 +119,11 @@ def invoke(
 
 
 class Worker(Generic[T]):
-    """A daemon thread that processes the items of one bounded janus queue, in order."""
+    """A daemon thread that processes the items of one bounded hand-off, in order."""
 
     def __init__(self, name: str, process: Callable[[T], None], maxsize: int) -> None:
-        # janus binds to the running loop: construct on the loop thread.
-        self.queue: janus.Queue[T] = janus.Queue(maxsize)
+        # Construct on the loop thread: the hand-off wakes that loop.
+        self.queue: Handoff[T] = Handoff(maxsize, asyncio.get_running_loop())
         self._process = process
         self.thread = threading.Thread(
             target=self._run, name=f"kryten-sync-{name}-{next(_worker_ids)}", daemon=True
@@ -132,37 +131,29 @@ class Worker(Generic[T]):
         self.thread.start()
 
     def _run(self) -> None:
-        get = self.queue.sync_q.get
+        get = self.queue.get
         process = self._process
         while True:
             try:
                 item = get()
-            except janus.SyncQueueShutDown:
+            except HandoffClosed:
                 return
             process(item)
 
     @property
     def pending(self) -> int:
-        return self.queue.sync_q.qsize()
+        return len(self.queue)
 
     async def put(self, item: T) -> bool:
         """Hand one item over (loop thread), waiting while the queue is full.
 
         False when the worker is shutting down and the item was not taken.
         """
-        try:
-            await self.queue.async_q.put(item)
-        except janus.AsyncQueueShutDown:
-            return False
-        return True
+        return await self.queue.put(item)
 
     def put_nowait(self, item: T) -> bool:
         """Hand one item over without waiting (loop thread); False when full or closed."""
-        try:
-            self.queue.async_q.put_nowait(item)
-        except (asyncio.QueueFull, janus.AsyncQueueShutDown):
-            return False
-        return True
+        return self.queue.put_nowait(item)
 
     async def finish(self, timeout: float, caller: threading.Thread | None) -> bool:
         """Let the worker process what is queued, then end it (loop thread).
@@ -174,8 +165,7 @@ class Worker(Generic[T]):
         if self.thread is not caller:
             await _join_thread(self.thread, timeout)
             if self.thread.is_alive():
-                self.queue.close()  # stuck handler: drop the rest
-        await self.queue.wait_closed()
+                self.queue.shutdown(drop=True)  # stuck handler: drop the rest
         return not self.thread.is_alive()
 
 

@@ -52,9 +52,12 @@ class Hooks:
     on_disconnect: list[Callable[[], None]] = field(default_factory=list)
     on_reconnect: list[Callable[[], None]] = field(default_factory=list)
     on_closed_for_good: Callable[[], None] = lambda: None
-    # Coroutine factories run on the loop after connecting / before closing.
-    after_open: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    before_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    # Run on the loop thread after connecting / before draining, with the connection
+    # (loop-side code may use ``conn.nc`` directly) and, for closing, the reason.
+    after_open: list[Callable[[Connection], Awaitable[None]]] = field(default_factory=list)
+    before_close: list[Callable[[Connection, str], Awaitable[None]]] = field(
+        default_factory=list
+    )
 
 
 @dataclass
@@ -118,6 +121,8 @@ class Connection:
         self.pool: ConcurrentPool | None = None
         self._pool_lock = threading.Lock()
         self.control: Worker[Callable[[], None]] | None = None
+        # Workers made by extensions (e.g. key-value watches); finished at close.
+        self.extra_workers: list[Worker[Any]] = []
         self._opening = True
         self.closing = False
         self.connected_at = 0.0
@@ -200,7 +205,7 @@ class Connection:
             )
             self.channel_sources[token] = source
         for hook in self.hooks.after_open:
-            await hook()
+            await hook(self)
 
     @staticmethod
     async def _close_nc_quietly(nc: NATS) -> None:
@@ -457,7 +462,7 @@ class Connection:
 
         for hook in self.hooks.before_close:
             try:
-                await asyncio.wait_for(hook(reason), remaining())
+                await asyncio.wait_for(hook(self, reason), remaining())
             except Exception:
                 self.logger.exception("shutdown hook failed")
         await self.publisher.drain()
@@ -476,7 +481,7 @@ class Connection:
             finally:
                 if not nc.is_closed:
                     await self._close_nc_quietly(nc)
-        workers = [s.worker for s in self.sources]
+        workers = [s.worker for s in self.sources] + self.extra_workers
         if self.control is not None:
             workers.append(self.control)
         results = await asyncio.gather(*(w.finish(remaining(), caller) for w in workers))

@@ -20,6 +20,9 @@ from ._connection import Connection, Hooks
 from ._dispatch import ErrorHook, Handler, HandlerRegistry, check_sync_callable
 from ._ratelimit import RateLimiter
 from .bridge import BridgeMixin
+from .kv import KeyValueMixin
+from .lifecycle import ServiceLifecycle
+from .metrics import MetricsServer
 from .commands import CommandsMixin, CommandSpec
 from .config import KrytenConfig
 from .errors import (
@@ -43,7 +46,7 @@ def _check_subject(subject: object) -> str:
     return subject
 
 
-class KrytenClient(CommandsMixin, BridgeMixin):
+class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
     """A synchronous Kryten client, safe to share between threads.
 
     The NATS connection lives on a daemon thread running an asyncio loop; every method
@@ -69,6 +72,8 @@ class KrytenClient(CommandsMixin, BridgeMixin):
         self._stop_event = threading.Event()
         self._stop_signal: str | None = None
         self._chat_limiter = RateLimiter(self.config.chat_burst, self.config.chat_min_delay)
+        self.lifecycle = ServiceLifecycle(self)
+        self._metrics_server = MetricsServer(self)
 
     def __repr__(self) -> str:
         channels = ", ".join(f"{c.domain}/{c.channel}" for c in self.config.channels)

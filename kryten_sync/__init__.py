@@ -1,5 +1,6 @@
 """kryten-sync: a synchronous, thread-safe client for the Kryten CyTube/NATS ecosystem."""
 
+from .bridge import BridgeError
 from .client import KrytenClient
 from .commands import COMMANDS, CommandSpec
 from .config import ChannelConfig, KrytenConfig, MetricsConfig, NatsConfig, ServiceConfig
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "COMMANDS",
+    "BridgeError",
     "ChangeMediaEvent",
     "ChannelConfig",
     "ChannelStatus",

@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,11 +29,7 @@ from ._dispatch import ConcurrentPool, HandlerRegistry, Worker, invoke
 from ._loop import LoopThread
 from ._publish import Publisher
 from .config import KrytenConfig
-from .errors import (
-    KrytenConnectionError,
-    KrytenValidationError,
-    raise_translated,
-)
+from .errors import KrytenConnectionError, KrytenError, raise_translated
 from .events import MalformedEventError, parse_envelope, to_typed_event
 from .raw import Message, Subscription
 from .stats import HandlerStats, RateLimitedLog, SourceStats
@@ -129,7 +125,7 @@ class Connection:
         # Loop-owned counters.
         self.reconnects = 0
         self.disconnects = 0
-        self.state = "connecting"
+        self._state = "connecting"
 
     # -- opening (caller thread, then loop) ------------------------------------
 
@@ -187,7 +183,7 @@ class Connection:
             await self._close_nc_quietly(nc)
             raise KrytenConnectionError(_describe_connect_error(cause, servers)) from cause
         self._opening = False
-        self.state = "connected"
+        self._state = "connected"
         self.publisher.nc = nc
         self.control = Worker("control", self._run_control, 1000)
         seen: set[str] = set()
@@ -231,19 +227,19 @@ class Connection:
         if self._opening or self.closing:
             return
         self.disconnects += 1
-        self.state = "reconnecting"
+        self._state = "reconnecting"
         self.logger.warning("disconnected from NATS; reconnecting")
         self._run_user_callbacks(self.hooks.on_disconnect)
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
-        self.state = "connected"
+        self._state = "connected"
         url = self.nc.connected_url if self.nc is not None else None
         self.logger.info("reconnected to %s", url.netloc if url else "?")
         self._run_user_callbacks(self.hooks.on_reconnect)
 
     async def _on_closed(self) -> None:
-        self.state = "closed"
+        self._state = "closed"
         if not self._opening and not self.closing:
             self.logger.error("NATS connection closed for good (reconnect attempts exhausted)")
             self.hooks.on_closed_for_good()
@@ -376,17 +372,12 @@ class Connection:
 
     # -- blocking helpers --------------------------------------------------------------
 
-    def call(self, coro: Awaitable[T], what: str, timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop (nats errors become kryten-sync errors)."""
-        return self.loop.call(
-            self._translating(coro, what), timeout or self.config.request_timeout, what
-        )
-
-    @staticmethod
-    async def _translating(coro: Awaitable[T], what: str) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], what: str, timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop; nats-py errors become kryten-sync errors (in the
+        caller's thread, so nothing wraps the coroutine and a refused call closes it)."""
         try:
-            return await coro
-        except (asyncio.CancelledError, KrytenValidationError):
+            return self.loop.call(coro, timeout or self.config.request_timeout, what)
+        except (KrytenError, asyncio.CancelledError):
             raise
         except Exception as exc:
             raise_translated(exc, what)
@@ -426,8 +417,7 @@ class Connection:
                 await asyncio.sleep(0.02)
             await nc.flush(max(1, math.ceil(deadline - time.monotonic())))
 
-        self.call(aflush(), "flush (not connected: nothing flushed)"
-                  if self.state != "connected" else "flush", timeout + 1.0)
+        self.call(aflush(), "flush (nothing flushed unless connected)", timeout + 1.0)
 
     # -- closing -------------------------------------------------------------------
 
@@ -441,6 +431,7 @@ class Connection:
             loop.closing = True
             loop.cancel_inflight()
             loop.stop(0.5)
+            self._abandon_workers()
             return
         self.closing = True
         deadline = time.monotonic() + timeout
@@ -455,6 +446,17 @@ class Connection:
         except Exception:
             self.logger.exception("error while disconnecting")
         loop.stop(max(0.1, deadline - time.monotonic()) + 1.0)
+
+    def _abandon_workers(self) -> None:
+        """End the worker threads without the loop (it is gone)."""
+        for worker in self._workers():
+            worker.queue.shutdown(drop=True)
+        if self.pool is not None:
+            self.pool.close()
+
+    def _workers(self) -> list[Worker[Any]]:
+        workers = [s.worker for s in self.sources] + self.extra_workers
+        return workers if self.control is None else [*workers, self.control]
 
     async def _aclose(self, reason: str, deadline: float, caller: threading.Thread) -> None:
         def remaining() -> float:
@@ -481,10 +483,9 @@ class Connection:
             finally:
                 if not nc.is_closed:
                     await self._close_nc_quietly(nc)
-        workers = [s.worker for s in self.sources] + self.extra_workers
-        if self.control is not None:
-            workers.append(self.control)
-        results = await asyncio.gather(*(w.finish(remaining(), caller) for w in workers))
+        results = await asyncio.gather(
+            *(w.finish(remaining(), caller) for w in self._workers())
+        )
         if not all(results):
             self.logger.warning("some handlers were still running at disconnect; abandoned")
         if self.pool is not None:
@@ -500,6 +501,13 @@ class Connection:
         return total
 
     @property
+    def state(self) -> str:
+        """connecting, connected, reconnecting, closed, or failed (loop thread died)."""
+        return "failed" if self.loop.death is not None else self._state
+
+    @property
     def is_connected(self) -> bool:
         nc = self.nc
-        return nc is not None and nc.is_connected and not self.closing
+        return (
+            nc is not None and nc.is_connected and not self.closing and self.loop.alive
+        )

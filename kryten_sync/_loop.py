@@ -102,7 +102,8 @@ class LoopThread:
         return self._thread.is_alive() and self.death is None
 
     def in_loop_thread(self) -> bool:
-        return threading.get_ident() == self._thread.ident
+        # Compare Thread objects, not idents: a dead loop thread's ident can be reused.
+        return threading.current_thread() is self._thread
 
     def stop(self, timeout: float) -> None:
         """Stop the loop and join its thread (unless called from it)."""

@@ -20,9 +20,6 @@ from ._connection import Connection, Hooks
 from ._dispatch import ErrorHook, Handler, HandlerRegistry, check_sync_callable
 from ._ratelimit import RateLimiter
 from .bridge import BridgeMixin
-from .kv import KeyValueMixin
-from .lifecycle import ServiceLifecycle
-from .metrics import MetricsServer
 from .commands import CommandsMixin, CommandSpec
 from .config import KrytenConfig
 from .errors import (
@@ -30,8 +27,12 @@ from .errors import (
     KrytenValidationError,
     NotConnectedError,
     PublishError,
+    WrongThreadError,
 )
 from .events import Event
+from .kv import KeyValueMixin
+from .lifecycle import ServiceLifecycle
+from .metrics import MetricsServer
 from .raw import Message, Payload, Subscription, encode_payload
 from .stats import ChannelStatus, HandlerStats, HealthStatus
 from .streams import EventStream, Predicate
@@ -105,9 +106,15 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         NotConnectedError.
         """
         with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is None:
-            return
+            conn = self._conn
+            if conn is None:
+                return
+            if conn.loop.in_loop_thread():
+                raise WrongThreadError(
+                    "disconnect() called on the client's event-loop thread; it would stall "
+                    "the loop it waits for"
+                )
+            self._conn = None
         _exit.untrack(self)
         self._stop_event.set()
         conn.close(reason, self.config.shutdown_timeout if timeout is None else timeout)
@@ -259,6 +266,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
 
         ``with client.events("chatMsg") as stream: for ev in stream: ...``
         """
+        self._require()
         stream = EventStream(lambda: self._conn is not None, predicate, maxsize)
         handler = self._handler(event, channel, domain, stream._push, False)
         stream.detach = functools.partial(self._registry.remove, handler)

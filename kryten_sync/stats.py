@@ -110,9 +110,11 @@ class _SourceLike(Protocol):
 
 
 class _ConnectionLike(Protocol):
-    state: str
     connected_at: float
     reconnects: int
+
+    @property
+    def state(self) -> str: ...
 
     @property
     def is_connected(self) -> bool: ...
@@ -160,12 +162,14 @@ class HealthStatus:
         cls, conn: _ConnectionLike, channels: list[ChannelStatus], handlers: HandlerStats
     ) -> HealthStatus:
         mean = handlers.total_seconds / handlers.calls if handlers.calls else 0.0
+        # Two configured channels may share one subscription (same token): count it once.
+        unique = {c.token: c for c in channels}.values()
         return cls(
             connected=conn.is_connected,
             state=conn.state,
             uptime_seconds=time.monotonic() - conn.connected_at if conn.connected_at else 0.0,
-            events_received=sum(c.received for c in channels),
-            malformed_events=sum(c.malformed for c in channels),
+            events_received=sum(c.received for c in unique),
+            malformed_events=sum(c.malformed for c in unique),
             messages_published=conn.publisher.sent,
             commands_sent=sum(conn.publisher.sent_by_tag.values()),
             publish_errors=conn.publisher.errors,

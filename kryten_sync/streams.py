@@ -50,15 +50,18 @@ class EventStream:
         limit), ClientClosedError once the stream or the client is closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
-            if wait <= 0:
-                raise KrytenTimeoutError(f"no matching event within {timeout:g} s")
             try:
-                item = self._queue.get(timeout=wait)
+                item = self._queue.get_nowait()
             except queue.Empty:
                 if self._closed or not self._is_open():
                     raise ClientClosedError("the event stream is closed") from None
-                continue
+                wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+                if wait <= 0:
+                    raise KrytenTimeoutError(f"no matching event within {timeout:g} s") from None
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    continue
             if item is _CLOSED:
                 raise ClientClosedError("the event stream is closed")
             return item  # type: ignore[no-any-return]

@@ -76,10 +76,15 @@ class HandlerRegistry:
 
     def for_event(self, event_lower: str) -> tuple[Handler, ...]:
         """Handlers for one event name (and ``"*"``), in registration order."""
-        found = self._by_event.get(event_lower)
+        cache = self._by_event  # read before _handlers: see the check below
+        found = cache.get(event_lower)
         if found is None:
             found = tuple(h for h in self._handlers if h.event in ("*", event_lower))
-            self._by_event[event_lower] = found  # a racing add() just clears it again
+            with self._lock:
+                # Cache only if no add()/remove() happened meanwhile; otherwise a stale
+                # list would outlive the change.
+                if self._by_event is cache:
+                    cache[event_lower] = found
         return found
 
 

@@ -35,7 +35,16 @@ from .events import (
     UserJoinEvent,
     UserLeaveEvent,
 )
+from .kv import (
+    BucketConfigError,
+    BucketNotFoundError,
+    KeyValueError,
+    KeyValueStore,
+    KvEntry,
+    KvWatch,
+)
 from .raw import Message, Subscription
+from .state import ChannelUser, CurrentMedia, Emote, UserMeta, UserProfile
 from .stats import ChannelStatus, HealthStatus
 from .streams import EventStream
 
@@ -44,22 +53,31 @@ __version__ = "0.1.0"
 __all__ = [
     "COMMANDS",
     "BridgeError",
+    "BucketConfigError",
+    "BucketNotFoundError",
     "ChangeMediaEvent",
     "ChannelConfig",
     "ChannelStatus",
+    "ChannelUser",
     "ChatMessageEvent",
     "ClientClosedError",
     "CommandSpec",
+    "CurrentMedia",
+    "Emote",
     "Event",
     "EventStream",
     "ForkedProcessError",
     "HealthStatus",
+    "KeyValueError",
+    "KeyValueStore",
     "KrytenClient",
     "KrytenConfig",
     "KrytenConnectionError",
     "KrytenError",
     "KrytenTimeoutError",
     "KrytenValidationError",
+    "KvEntry",
+    "KvWatch",
     "LoopDiedError",
     "MalformedEventError",
     "MediaDeletedEvent",
@@ -82,6 +100,8 @@ __all__ = [
     "UserCountEvent",
     "UserJoinEvent",
     "UserLeaveEvent",
+    "UserMeta",
+    "UserProfile",
     "WrongThreadError",
     "__version__",
 ]

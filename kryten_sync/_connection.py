@@ -117,8 +117,11 @@ class Connection:
         self.pool: ConcurrentPool | None = None
         self._pool_lock = threading.Lock()
         self.control: Worker[Callable[[], None]] | None = None
-        # Workers made by extensions (e.g. key-value watches); finished at close.
+        # For extensions (key-value, lifecycle): their per-connection state, workers
+        # finished at close, and loop-side callbacks run after each reconnect.
+        self.extensions: dict[str, object] = {}
         self.extra_workers: list[Worker[Any]] = []
+        self.reconnect_listeners: list[Callable[[], None]] = []
         self._opening = True
         self.closing = False
         self.connected_at = 0.0
@@ -236,6 +239,11 @@ class Connection:
         self._state = "connected"
         url = self.nc.connected_url if self.nc is not None else None
         self.logger.info("reconnected to %s", url.netloc if url else "?")
+        for listener in self.reconnect_listeners:
+            try:
+                listener()
+            except Exception:
+                self.logger.exception("reconnect listener failed")
         self._run_user_callbacks(self.hooks.on_reconnect)
 
     async def _on_closed(self) -> None:

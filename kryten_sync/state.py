@@ -1,0 +1,269 @@
+"""The bridge's channel state in JetStream key-value buckets (PROTOCOL.md section 5).
+
+The bridge keeps one set of buckets per channel, named with the channel exactly as it
+was configured (case kept): ``kryten_{channel}_playlist`` (keys ``items``, a JSON array,
+and ``current``, a JSON object), ``kryten_{channel}_userlist`` (``users``),
+``kryten_{channel}_emotes`` (``list``) and ``kryten_{channel}_state`` (``motd``, ``css``,
+``js``: raw UTF-8 strings, not JSON). :class:`StateMixin` reads them into typed models;
+a key (or bucket) the bridge has not written yet reads as an empty value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import KrytenValidationError
+from .events import PlaylistItem
+from .stats import RateLimitedLog
+
+if TYPE_CHECKING:
+    from .config import KrytenConfig
+
+_log = RateLimitedLog(logging.getLogger("kryten_sync.state"))
+_BUCKET_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
+M = TypeVar("M", bound=BaseModel)
+
+
+class _StateModel(BaseModel):
+    # Unknown keys are kept (``model.model_extra``, or as attributes), never an error.
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+
+class CurrentMedia(_StateModel):
+    """The playing media as the bridge stores it (``current`` in the playlist bucket).
+
+    ``uid`` may be stale: the bridge keeps the uid of the last ``setCurrent`` across a
+    later ``changeMedia``. Use :meth:`StateMixin.get_state_current_uid` when the uid
+    matters.
+    """
+
+    id: str
+    type: str
+    title: str = ""
+    seconds: float = 0.0
+    """Length in seconds (0 for live streams)."""
+    uid: int | None = None
+    """The playlist uid, if the bridge stored one (possibly stale)."""
+    current_time: float | None = Field(None, alias="currentTime")
+    paused: bool | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserProfile(_StateModel):
+    """A user's CyTube profile."""
+
+    image: str = ""
+    text: str = ""
+
+
+class UserMeta(_StateModel):
+    """A user's CyTube flags (more keys, e.g. ``ip`` for moderators, are kept as extras)."""
+
+    afk: bool = False
+    muted: bool = False
+    smuted: bool = False
+    aliases: list[str] = Field(default_factory=list)
+
+
+class ChannelUser(_StateModel):
+    """One user in the channel's userlist."""
+
+    name: str
+    rank: float = 0.0
+    """CyTube rank; fractional ranks exist (1.5 = leader)."""
+    profile: UserProfile = Field(default_factory=UserProfile)
+    meta: UserMeta = Field(default_factory=UserMeta)
+
+    @field_validator("profile", "meta", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class Emote(_StateModel):
+    """One channel emote."""
+
+    name: str
+    image: str
+    source: str | None = None
+    """CyTube's match pattern for the emote (a regular expression source), if stored."""
+
+
+def state_bucket_name(channel: str, kind: str) -> str:
+    """``kryten_{channel}_{kind}``, raising KrytenValidationError if that is not a valid
+    bucket name (letters, digits, ``-`` and ``_`` only)."""
+    bucket = f"kryten_{channel}_{kind}"
+    if not _BUCKET_RE.match(bucket):
+        raise KrytenValidationError(
+            f"channel {channel!r} cannot name a key-value bucket ({bucket!r}): bucket names "
+            "allow only letters, digits, '-' and '_'"
+        )
+    return bucket
+
+
+class StateMixin:
+    """Typed readers of the bridge's state buckets; mixed into the client.
+
+    ``channel`` is matched against the configured channels after normalisation and the
+    configured spelling is used (the bridge names buckets with it, case kept); a channel
+    that is not configured is used exactly as given; None means the first configured
+    channel. All methods block; an unwritten key or bucket reads as empty, a value the
+    bridge cannot have written (bad JSON, wrong shape) is logged and read as empty too.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        config: KrytenConfig
+
+        def kv_get(
+            self, bucket: str, key: str, default: Any = None, *, parse_json: bool = False
+        ) -> Any: ...
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _state_bucket(self, channel: str | None, kind: str) -> str:
+        if channel is None:
+            return state_bucket_name(self.config.channels[0].channel, kind)
+        if not isinstance(channel, str) or not channel.strip():
+            raise KrytenValidationError(f"channel must be a non-empty string, got {channel!r}")
+        configured = self.config.channel_for(channel)
+        return state_bucket_name(configured.channel if configured else channel, kind)
+
+    def _state_json(self, bucket: str, key: str, kind: type) -> Any:
+        """The JSON value of ``key``, or None if unwritten, not JSON or not a ``kind``."""
+        raw: bytes | None = self.kv_get(bucket, key)
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            _log.limited(
+                f"json-{bucket}-{key}", "state %s/%s is not JSON: %r", bucket, key, raw[:80]
+            )
+            return None
+        if value is None:
+            return None
+        if not isinstance(value, kind):
+            _log.limited(
+                f"shape-{bucket}-{key}",
+                "state %s/%s is a %s, expected a %s",
+                bucket,
+                key,
+                type(value).__name__,
+                kind.__name__,
+            )
+            return None
+        return value
+
+    def _state_list(self, bucket: str, key: str, model: type[M]) -> list[M]:
+        rows = self._state_json(bucket, key, list)
+        result: list[M] = []
+        for index, row in enumerate(rows or ()):
+            try:
+                result.append(model.model_validate(row))
+            except ValidationError as exc:
+                _log.limited(
+                    f"row-{bucket}-{key}",
+                    "state %s/%s[%d] skipped: %s",
+                    bucket,
+                    key,
+                    index,
+                    _first_error(exc),
+                )
+        return result
+
+    def _state_text(self, channel: str | None, key: str) -> str:
+        raw: bytes | None = self.kv_get(self._state_bucket(channel, "state"), key)
+        return "" if raw is None else raw.decode("utf-8", errors="replace")
+
+    # --- playlist -------------------------------------------------------------------
+
+    def get_state_playlist_items(self, channel: str | None = None) -> list[PlaylistItem]:
+        """The playlist (``kryten_{channel}_playlist`` / ``items``); ``[]`` if unwritten."""
+        return self._state_list(self._state_bucket(channel, "playlist"), "items", PlaylistItem)
+
+    def get_state_current_media(self, channel: str | None = None) -> CurrentMedia | None:
+        """The playing media (``kryten_{channel}_playlist`` / ``current``); None if
+        unwritten or empty. Its ``uid`` may be stale: see :meth:`get_state_current_uid`."""
+        bucket = self._state_bucket(channel, "playlist")
+        current = self._state_json(bucket, "current", dict)
+        if not current:
+            return None
+        try:
+            return CurrentMedia.model_validate(current)
+        except ValidationError as exc:
+            _log.limited(
+                f"row-{bucket}-current", "state %s/current unusable: %s", bucket, _first_error(exc)
+            )
+            return None
+
+    def get_state_current_uid(self, channel: str | None = None) -> int | None:
+        """The playlist uid of the playing media, or None if unknown.
+
+        The stored ``current.uid`` can be stale, so the playing media's ``id``/``type``
+        are looked up in the playlist: the matching item's uid is returned (the one equal
+        to ``current.uid`` if the media is queued more than once, else the first). If no
+        item matches, None, unless the playlist is unwritten or empty, in which case
+        ``current.uid`` is all there is and is returned as stored.
+        """
+        current = self.get_state_current_media(channel)
+        if current is None:
+            return None
+        items = self.get_state_playlist_items(channel)
+        matches = [
+            item.uid
+            for item in items
+            if item.media.id == current.id and item.media.type == current.type
+        ]
+        if matches:
+            return current.uid if current.uid in matches else matches[0]
+        return current.uid if not items else None
+
+    # --- users, emotes, channel texts -----------------------------------------------
+
+    def get_state_userlist(self, channel: str | None = None) -> list[ChannelUser]:
+        """The users in the channel (``kryten_{channel}_userlist`` / ``users``)."""
+        return self._state_list(self._state_bucket(channel, "userlist"), "users", ChannelUser)
+
+    def get_state_emotes(self, channel: str | None = None) -> list[Emote]:
+        """The channel's emotes (``kryten_{channel}_emotes`` / ``list``)."""
+        return self._state_list(self._state_bucket(channel, "emotes"), "list", Emote)
+
+    def get_state_motd(self, channel: str | None = None) -> str:
+        """The message of the day (raw HTML); ``""`` if unwritten."""
+        return self._state_text(channel, "motd")
+
+    def get_state_css(self, channel: str | None = None) -> str:
+        """The channel CSS; ``""`` if unwritten."""
+        return self._state_text(channel, "css")
+
+    def get_state_js(self, channel: str | None = None) -> str:
+        """The channel JavaScript; ``""`` if unwritten."""
+        return self._state_text(channel, "js")
+
+    # The names kryten-py uses.
+    get_state_channel_css = get_state_css
+    get_state_channel_js = get_state_js
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "value"
+    return f"{where}: {err['msg']}"
+
+
+__all__ = [
+    "ChannelUser",
+    "CurrentMedia",
+    "Emote",
+    "StateMixin",
+    "UserMeta",
+    "UserProfile",
+    "state_bucket_name",
+]

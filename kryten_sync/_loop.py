@@ -145,36 +145,38 @@ class LoopThread:
     def call(self, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
         """Run ``coro`` on the loop and wait for its result, at most ``timeout`` seconds.
 
-        On timeout or ``KeyboardInterrupt`` the coroutine is cancelled before raising.
+        If the wait ends early for any reason (timeout, Ctrl-C, ...) the coroutine is
+        cancelled before raising.
         """
         try:
             self.check()
         except BaseException:
             coro.close()
             raise
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        self._inflight.add(fut)
         deadline = time.monotonic() + timeout
+        fut: concurrent.futures.Future[T] | None = None
         try:
+            fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            self._inflight.add(fut)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    fut.cancel()
                     raise KrytenTimeoutError(f"{what} timed out after {timeout:g} s")
                 done, _ = concurrent.futures.wait([fut], timeout=min(_SLICE, remaining))
                 if done:
                     break
                 if self.death is not None or not self._thread.is_alive():
-                    fut.cancel()
                     self.check()
             if fut.cancelled():
                 self._raise_cancelled(what)
             return fut.result()
-        except KeyboardInterrupt:
-            fut.cancel()
-            raise
         finally:
-            self._inflight.discard(fut)
+            # Whatever ends the wait early (timeout, Ctrl-C, SystemExit from a signal
+            # handler, a dead loop) must not leave the coroutine running.
+            if fut is not None:
+                if not fut.done():
+                    fut.cancel()
+                self._inflight.discard(fut)
 
     def _raise_cancelled(self, what: str) -> None:
         if self.death is not None:

@@ -41,13 +41,17 @@ ErrorHook = Callable[[BaseException, Any], None]
 
 @dataclass
 class Hooks:
-    """What the client lets the connection call back into (set before open())."""
+    """What the client lets the connection call back into (set before open()).
+
+    Nothing here may refer to the client itself: the connection's threads would then
+    keep an abandoned client alive, and it could never be closed when collected.
+    """
 
     registry: HandlerRegistry
-    on_error: Callable[[], ErrorHook | None]
+    stop_run: Callable[[], None]  # the connection is closed for good
+    error_hook: ErrorHook | None = None
     on_disconnect: list[Callable[[], None]] = field(default_factory=list)
     on_reconnect: list[Callable[[], None]] = field(default_factory=list)
-    on_closed_for_good: Callable[[], None] = lambda: None
     # Run on the loop thread after connecting / before draining, with the connection
     # (loop-side code may use ``conn.nc`` directly) and, for closing, the reason.
     after_open: list[Callable[[Connection], Awaitable[None]]] = field(default_factory=list)
@@ -65,6 +69,18 @@ class _Source:
     stats: SourceStats
     handler_stats: HandlerStats
     sub: Any = None  # nats.aio.subscription.Subscription
+
+
+async def confirmed_flush(nc: NATS, timeout: float) -> None:
+    """``nc.flush()`` that really follows everything sent before it.
+
+    nats-py 2.16's ``flush()`` writes its PING straight to the socket, ahead of commands
+    still in its pending buffer (SUBs, PUBs), so the PONG can come back before the server
+    has seen them (measured: 17 of 300 messages published right after a subscribe were
+    missed). Push the pending buffer out first.
+    """
+    await nc._flush_pending(force_flush=True)
+    await nc.flush(max(1, math.ceil(timeout)))
 
 
 def _describe_connect_error(exc: BaseException, servers: list[str]) -> str:
@@ -189,22 +205,32 @@ class Connection:
         self._state = "connected"
         self.publisher.nc = nc
         self.control = Worker("control", self._run_control, 1000)
-        seen: set[str] = set()
-        for channel in self.config.channels:
-            token = normalize_token(channel.channel)
-            if token in seen:
-                continue
-            seen.add(token)
-            source = await self._asubscribe(
-                channel_events_wildcard(channel.channel),
-                "",
-                f"events-{token}",
-                self._process_event,
-                lambda msg: msg.data,
-            )
-            self.channel_sources[token] = source
-        for hook in self.hooks.after_open:
-            await hook(self)
+        try:
+            seen: set[str] = set()
+            for channel in self.config.channels:
+                token = normalize_token(channel.channel)
+                if token in seen:
+                    continue
+                seen.add(token)
+                source = await self._asubscribe(
+                    channel_events_wildcard(channel.channel),
+                    "",
+                    f"events-{token}",
+                    self._process_event,
+                    lambda msg: msg.data,
+                    confirm=False,
+                )
+                self.channel_sources[token] = source
+            for hook in self.hooks.after_open:
+                await hook(self)
+            # connect() returns once the server has every subscription: an event
+            # published right after it is not missed.
+            await confirmed_flush(nc, self.config.request_timeout)
+        except BaseException:
+            self.closing = True
+            await self._close_nc_quietly(nc)
+            self._abandon_workers()
+            raise
 
     @staticmethod
     async def _close_nc_quietly(nc: NATS) -> None:
@@ -250,7 +276,7 @@ class Connection:
         self._state = "closed"
         if not self._opening and not self.closing:
             self.logger.error("NATS connection closed for good (reconnect attempts exhausted)")
-            self.hooks.on_closed_for_good()
+            self.hooks.stop_run()
 
     def _run_user_callbacks(self, callbacks: list[Callable[[], None]]) -> None:
         if self.control is None:
@@ -271,8 +297,11 @@ class Connection:
         name: str,
         process: Callable[[_Source, Any], None],
         item: Callable[[Msg], Any],
+        *,
+        confirm: bool = True,
     ) -> _Source:
-        """Subscribe ``subject`` with its own worker thread running ``process``."""
+        """Subscribe ``subject`` with its own worker thread running ``process``;
+        ``confirm`` waits until the server has the subscription."""
         assert self.nc is not None
         stats, hstats = SourceStats(), HandlerStats()
         source: _Source
@@ -293,6 +322,8 @@ class Connection:
         )
         self._by_sid[source.sub._id] = stats
         self.sources.append(source)
+        if confirm:
+            await confirmed_flush(self.nc, self.config.request_timeout)
         return source
 
     def subscribe(
@@ -302,7 +333,7 @@ class Connection:
 
         def process(source: _Source, msg: Message) -> None:
             source.stats.received += 1
-            self._invoke(handler, msg, self.hooks.on_error(), source.handler_stats)
+            self._invoke(handler, msg, self.hooks.error_hook, source.handler_stats)
 
         def to_message(msg: Msg) -> Message:
             return Message(msg.subject, msg.data, msg.reply, msg.headers, self.respond)
@@ -343,7 +374,7 @@ class Connection:
             return
         event = to_typed_event(raw)
         channel = domain = None
-        on_error = self.hooks.on_error()
+        on_error = self.hooks.error_hook
         for handler in handlers:
             if handler.channel is not None:
                 channel = channel if channel is not None else normalize_token(raw.channel)
@@ -423,7 +454,7 @@ class Connection:
                 if time.monotonic() >= deadline:
                     raise TimeoutError
                 await asyncio.sleep(0.02)
-            await nc.flush(max(1, math.ceil(deadline - time.monotonic())))
+            await confirmed_flush(nc, deadline - time.monotonic())
 
         self.call(aflush(), "flush (nothing flushed unless connected)", timeout + 1.0)
 

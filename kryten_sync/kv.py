@@ -424,7 +424,7 @@ class _Watch:
             self.snapshot_end = 0  # caught up: the first values are all delivered
 
     def _process(self, entry: KvEntry) -> None:
-        self.conn._invoke(self.handler, entry, self.conn.hooks.on_error(), self.stats)
+        self.conn._invoke(self.handler, entry, self.conn.hooks.error_hook, self.stats)
 
     def restart(self) -> None:
         """Re-create the consumer after the last delivered sequence (loop thread)."""

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,6 +42,21 @@ from .subjects import command_subject, normalize_token, token
 F = TypeVar("F", bound=Callable[..., None])
 
 
+def _close_abandoned(conn: Connection, name: str) -> None:
+    """Finalizer of a connected client that was garbage-collected."""
+    conn.logger.warning(
+        "%s was garbage-collected while connected; closing its connection "
+        "(call disconnect() or use `with KrytenClient(...)`)", name,
+    )
+    # Close from a thread of its own: a finalizer may run on any thread, the loop's too.
+    threading.Thread(
+        target=conn.close,
+        args=("Client garbage-collected", conn.config.shutdown_timeout),
+        name="kryten-sync-close",
+        daemon=True,
+    ).start()
+
+
 def _check_subject(subject: object) -> str:
     if not isinstance(subject, str) or not subject or any(c in subject for c in " \t\r\n"):
         raise KrytenValidationError(f"invalid NATS subject {subject!r}")
@@ -65,12 +81,11 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
             logger.setLevel(self.config.log_level)
         self.logger = logger
         self._registry = HandlerRegistry()
-        self._error_hook: ErrorHook | None = None
-        self._hooks = Hooks(registry=self._registry, on_error=lambda: self._error_hook)
-        self._hooks.on_closed_for_good = self._closed_for_good
-        self._conn: Connection | None = None
-        self._lock = threading.RLock()
         self._stop_event = threading.Event()
+        self._hooks = Hooks(registry=self._registry, stop_run=self._stop_event.set)
+        self._conn: Connection | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._lock = threading.RLock()
         self._stop_signal: str | None = None
         self._chat_limiter = RateLimiter(self.config.chat_burst, self.config.chat_min_delay)
         self.lifecycle = ServiceLifecycle(self)
@@ -96,6 +111,10 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
             self._conn = conn
             self._stop_event.clear()
             _exit.track(self)
+            # A client dropped while connected (a re-run notebook cell) is closed, not
+            # leaked: nothing on the connection's threads refers back to it.
+            self._finalizer = weakref.finalize(self, _close_abandoned, conn, repr(self))
+            self._finalizer.atexit = False
         self.logger.info("connected to %s", ", ".join(self.config.nats.servers))
 
     def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> None:
@@ -115,6 +134,8 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
                     "the loop it waits for"
                 )
             self._conn = None
+            if self._finalizer is not None:
+                self._finalizer.detach()
         _exit.untrack(self)
         self._stop_event.set()
         conn.close(reason, self.config.shutdown_timeout if timeout is None else timeout)
@@ -124,9 +145,6 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
 
     def _close_at_exit(self) -> None:
         self.disconnect("Interpreter exit", self.config.exit_timeout)
-
-    def _closed_for_good(self) -> None:
-        self._stop_event.set()
 
     def __enter__(self) -> KrytenClient:
         self.connect()
@@ -241,7 +259,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
     def on_error(self, hook: ErrorHook) -> ErrorHook:
         """Set the hook called as ``hook(exc, event)`` when a handler raises (decorator)."""
         check_sync_callable(hook, "on_error hook")
-        self._error_hook = hook
+        self._hooks.error_hook = hook
         return hook
 
     def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -386,3 +404,34 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         if conn is None:
             return HealthStatus.disconnected(self.channels)
         return HealthStatus.of(conn, self.channels, conn.handler_stats() or HandlerStats())
+
+    # -- lifecycle, health and metrics (lifecycle.py, metrics.py) -------------------------
+
+    def on_group_restart(
+        self, callback: Callable[[dict[str, Any]], None]
+    ) -> Callable[[dict[str, Any]], None]:
+        """Call ``callback(notice)`` on a worker thread for each group restart notice."""
+        return self.lifecycle.on_group_restart(callback)
+
+    def publish_group_restart(self, reason: str, delay_seconds: float = 5) -> None:
+        """Ask every Kryten service to restart in ``delay_seconds`` seconds."""
+        self.lifecycle.publish_group_restart(reason, delay_seconds)
+
+    def add_health_check(self, name: str, check: Callable[[], object]) -> Callable[[], object]:
+        """Show ``check()`` (a bool or a dict) in ``/health``; a failing check gives 503."""
+        return self._metrics_server.add_health_check(name, check)
+
+    @property
+    def metrics_registry(self) -> MetricsServer.Registry:
+        """This client's private prometheus_client registry, served on ``/metrics``."""
+        return self._metrics_server.registry
+
+    @property
+    def health_url(self) -> str | None:
+        """The URL of ``/health`` while it is served, else None."""
+        return self._metrics_server.url("health")
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The URL of ``/metrics`` while it is served, else None."""
+        return self._metrics_server.url("metrics")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ChatlogConfig(AppConfig):
+    name = "chatlog"
+    verbose_name = "CyTube chat log"

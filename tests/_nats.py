@@ -60,7 +60,7 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def _write_config(self) -> Path:
-        lines = [f'server_name: "{self.name}"', "listen: 127.0.0.1:%d" % self.port]
+        lines = [f'server_name: "{self.name}"', f"listen: 127.0.0.1:{self.port}"]
         if self.jetstream:
             store = self._dir / "js"
             lines.append(f'jetstream {{ store_dir: "{store}" }}')

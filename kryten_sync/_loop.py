@@ -123,7 +123,8 @@ class LoopThread:
     # -- guards ----------------------------------------------------------------
 
     def check_usable(self) -> None:
-        """Raise if the loop can take no more work: forked, dead or closing."""
+        """Raise if the loop can take no more work: forked, dead or closing (cheap: it
+        runs on every publish)."""
         if self._fork_gen != _fork_generation:
             raise ForkedProcessError(
                 "this client was connected in the parent process and cannot be used "
@@ -135,12 +136,12 @@ class LoopThread:
             ) from self.death
         if self.closing:
             raise ClientClosedError("the client is closed")
-        if not self._thread.is_alive():
-            raise NotConnectedError("the client's event-loop thread is not running")
 
     def check(self) -> None:
         """Raise the matching error if a blocking call cannot be made now."""
         self.check_usable()
+        if not self._thread.is_alive():
+            raise NotConnectedError("the client's event-loop thread is not running")
         if self.in_loop_thread():
             raise WrongThreadError(
                 "blocking kryten-sync call made on the client's own event-loop thread; "

@@ -24,7 +24,8 @@ an unknown command or another channel, double answers to ``system.ping``/``healt
             assert not bot.safe_set_motd("lounge", "<b>hi</b>")["success"]
 
 Tests can publish hand-made commands and see :attr:`ReceivedCommand.problems`; see
-:func:`check_command` for the rules.
+:func:`check_command` for the rules. :class:`EmbeddedServer` starts a throw-away
+nats-server for such tests (the binary comes with the ``server`` extra).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from ._embedded import EmbeddedServer
 from .client import KrytenClient
 from .commands import COMMANDS, CommandSpec
 from .errors import KrytenTimeoutError
@@ -375,4 +377,4 @@ class FakeBridge:
             return {"success": True, "uid": self._next_uid}
 
 
-__all__ = ["FakeBridge", "ReceivedCommand", "check_command"]
+__all__ = ["EmbeddedServer", "FakeBridge", "ReceivedCommand", "check_command"]

@@ -1,0 +1,40 @@
+"""The README's promises that can be checked: its example test runs, its configuration
+reference names every setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from kryten_sync.config import ChannelConfig, KrytenConfig, MetricsConfig, NatsConfig, ServiceConfig
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_fake_bridge_example_runs() -> None:
+    block = re.search(r"<!-- fake-bridge-example -->\s*```python\n(.*?)```", README, re.DOTALL)
+    assert block is not None, "the FakeBridge example is missing from the README"
+    namespace: dict[str, object] = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    namespace["test_bot_greets_newcomers"]()  # type: ignore[operator]
+
+
+def test_configuration_reference_names_every_setting() -> None:
+    section = README[README.index("## Configuration") : README.index("## Command line")]
+    prefixes: list[tuple[str, type[BaseModel]]] = [
+        ("", KrytenConfig),
+        ("nats.", NatsConfig),
+        ("channels[].", ChannelConfig),
+        ("service.", ServiceConfig),
+        ("metrics.", MetricsConfig),
+    ]
+    sections = {"nats", "channels", "service", "metrics"}  # documented field by field
+    missing = [
+        prefix + name
+        for prefix, model in prefixes
+        for name in model.model_fields
+        if not (model is KrytenConfig and name in sections) and f"`{prefix}{name}`" not in section
+    ]
+    assert missing == []

@@ -27,7 +27,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def start_script(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=env_with_repo(),
     )
 
@@ -44,8 +47,9 @@ def collect_lines(proc: subprocess.Popen[str]) -> list[str]:
     return lines
 
 
-def publish_until(url: str, subject: str, body: bytes, done: list[str],
-                  expect: str, timeout: float = 10.0) -> None:
+def publish_until(
+    url: str, subject: str, body: bytes, done: list[str], expect: str, timeout: float = 10.0
+) -> None:
     """Publish ``body`` every 100 ms until a line containing ``expect`` was printed
     (the script subscribes at some point after start-up; earlier messages are lost)."""
 
@@ -71,8 +75,13 @@ def test_print_chat_prints_chat_and_stops_on_ctrl_c() -> None:
             body = bridge_format.envelope(
                 "chatMsg", {"username": "alice", "msg": "hi there", "meta": {}}
             )
-            publish_until(server.url, bridge_format.subject("lounge", "chatMsg"), body, lines,
-                          "<alice> hi there")
+            publish_until(
+                server.url,
+                bridge_format.subject("lounge", "chatMsg"),
+                body,
+                lines,
+                "<alice> hi there",
+            )
             assert any("<alice> hi there" in line for line in lines), lines
             proc.send_signal(signal.SIGINT)
             assert proc.wait(5) == 0, proc.stderr.read() if proc.stderr else ""

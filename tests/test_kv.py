@@ -32,6 +32,7 @@ from kryten_sync.kv import (
     KvEntry,
     KvWatch,
 )
+from tests._helpers import make_config, wait_until
 from tests._nats import NatsServer
 
 _names = itertools.count(1)
@@ -39,14 +40,6 @@ _names = itertools.count(1)
 
 def new_bucket() -> str:
     return f"test_kv_{next(_names)}"
-
-
-def make_config(url: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "nats": {"servers": [url], **overrides.pop("nats", {})},
-        "channels": [{"domain": "cytu.be", "channel": "lounge"}],
-        **overrides,
-    }
 
 
 def raw_js(url: str, fn: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
@@ -85,14 +78,6 @@ def raw_put(url: str, bucket: str, *items: tuple[str, bytes]) -> None:
             await kv.put(key, value)
 
     raw_js(url, put)
-
-
-def wait_until(pred: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 class Recorder:

@@ -31,33 +31,10 @@ import pytest
 
 from kryten_sync import KrytenClient, KrytenValidationError
 from kryten_sync.subjects import DISCOVERY_POLL, GROUP_RESTART
+from tests._helpers import kryten_threads, make_config, wait_until
 from tests._nats import NatsServer, env_with_repo, free_port
 
 BASE_KEYS = {"service", "version", "hostname", "timestamp", "uptime_seconds"}
-
-
-def make_config(url: str, service: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "nats": {"servers": [url]},
-        "channels": [{"domain": "cytu.be", "channel": "lounge"}],
-        "chat_min_delay": 0,
-        **extra,
-    }
-    if service is not None:
-        cfg["service"] = service
-    return cfg
-
-
-def wait_until(pred: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
-
-
-def kryten_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("kryten-sync") and t.is_alive()}
 
 
 def assert_utc_timestamp(text: object) -> None:
@@ -159,7 +136,7 @@ def test_startup_heartbeats_shutdown_exact_payloads(
     before = kryten_threads()
     t = tap()
     service = {"name": "DJ Bot", "version": "2.3.4", "heartbeat_interval": 0.2}
-    client = KrytenClient(make_config(shared_server.url, service, metrics={"port": 0}))
+    client = KrytenClient(make_config(shared_server.url, service=service, metrics={"port": 0}))
     client.lifecycle.set_metadata(role="dj", shards=[1, 2])
     client.connect()
     try:
@@ -212,7 +189,7 @@ def test_no_metadata_key_no_heartbeat_when_disabled(
 ) -> None:
     t = tap()
     service = {"name": "quiet", "enable_heartbeat": False, "heartbeat_interval": 0.05}
-    with KrytenClient(make_config(shared_server.url, service)):
+    with KrytenClient(make_config(shared_server.url, service=service)):
         startup = t.wait("kryten.lifecycle.quiet.startup")[0]
         time.sleep(0.3)
     shutdown = t.wait("kryten.lifecycle.quiet.shutdown")[0]
@@ -227,7 +204,7 @@ def test_lifecycle_disabled_or_no_service_publishes_nothing(
 ) -> None:
     t = tap()
     off = {"name": "off", "enable_lifecycle": False}
-    with KrytenClient(make_config(shared_server.url, off)) as a:
+    with KrytenClient(make_config(shared_server.url, service=off)) as a:
         with KrytenClient(make_config(shared_server.url)) as b:
             a.flush()
             b.flush()
@@ -249,7 +226,7 @@ def test_service_endpoints_from_service_ports(
         "enable_heartbeat": False,
     }
     t = tap()
-    with KrytenClient(make_config(shared_server.url, service)) as client:
+    with KrytenClient(make_config(shared_server.url, service=service)) as client:
         startup = t.wait("kryten.lifecycle.ports.startup")[0]
         assert client.health_url == f"http://127.0.0.1:{health_port}/healthz"
         assert client.metrics_url == f"http://127.0.0.1:{metrics_port}/metrics"
@@ -270,8 +247,8 @@ def test_discovery_poll_reannounces_startup(
     t = tap()
     on = {"name": "finder", "enable_heartbeat": False}
     off = {"name": "hidden", "enable_heartbeat": False, "enable_discovery": False}
-    with KrytenClient(make_config(shared_server.url, on)) as a:
-        with KrytenClient(make_config(shared_server.url, off)) as b:
+    with KrytenClient(make_config(shared_server.url, service=on)) as a:
+        with KrytenClient(make_config(shared_server.url, service=off)) as b:
             t.wait("kryten.lifecycle.finder.startup")
             t.wait("kryten.lifecycle.hidden.startup")
             a.flush()
@@ -312,7 +289,7 @@ def test_group_restart_callbacks_run_on_worker_thread(
         raise RuntimeError("callback bug")
 
     service = {"name": "boss", "enable_heartbeat": False}
-    client = KrytenClient(make_config(shared_server.url, service))
+    client = KrytenClient(make_config(shared_server.url, service=service))
     client.on_group_restart(broken)
     client.on_group_restart(record("before-connect"))
     with client, KrytenClient(make_config(shared_server.url)) as plain:
@@ -346,7 +323,7 @@ def test_group_restart_callbacks_run_on_worker_thread(
 
 
 def test_lifecycle_api_validation(shared_server: NatsServer) -> None:
-    client = KrytenClient(make_config(shared_server.url, {"name": "v"}))
+    client = KrytenClient(make_config(shared_server.url, service={"name": "v"}))
 
     async def async_callback(notice: dict[str, Any]) -> None:
         pass
@@ -404,9 +381,11 @@ def test_shutdown_published_at_exit_and_on_sigterm(
     shared_server: NatsServer, tap: Callable[..., Tap], tmp_path: Path
 ) -> None:
     t = tap()
-    exiting = spawn(tmp_path, "exiting", "", make_config(shared_server.url, {"name": "forgetful"}))
+    exiting = spawn(
+        tmp_path, "exiting", "", make_config(shared_server.url, service={"name": "forgetful"})
+    )
     running = spawn(
-        tmp_path, "running", RUN_TAIL, make_config(shared_server.url, {"name": "daemon"})
+        tmp_path, "running", RUN_TAIL, make_config(shared_server.url, service={"name": "daemon"})
     )
     try:
         t.wait("kryten.lifecycle.daemon.startup", timeout=15.0)

@@ -27,51 +27,17 @@ from kryten_sync import (
     WrongThreadError,
 )
 from tests import bridge_format as bf
+from tests._helpers import make_config, run_in_thread, wait_until
 from tests._nats import NatsServer
 
 CHAT_SUBJECT = "kryten.commands.cytube.lounge.chat"
 CHAT_EVENT_SUBJECT = bf.subject("lounge", "chatMsg")
 
 
-def make_config(url: str, channels: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
-    nats = {"servers": [url], **overrides.pop("nats", {})}
-    return {
-        "nats": nats,
-        "channels": [{"domain": "cytu.be", "channel": c} for c in channels or ["lounge"]],
-        "chat_min_delay": 0,
-        **overrides,
-    }
-
-
-def wait_until(pred: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
-
-
 def chat_event(msg: str, channel: str = "lounge", username: str = "alice") -> bytes:
     return bf.envelope(
         "chatMsg", {**bf.CHAT_MSG, "msg": msg, "username": username}, channel=channel
     )
-
-
-def run_in_thread(fn: Callable[[], Any], timeout: float) -> tuple[Any, BaseException | None]:
-    """Run ``fn`` in a helper thread; fail the test (instead of hanging) if it blocks."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True, name="test-helper")
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"call still blocked after {timeout} s (hang)"
-    return box.get("value"), box.get("error")
 
 
 @pytest.fixture

@@ -234,8 +234,9 @@ class Connection:
 
     @staticmethod
     async def _close_nc_quietly(nc: NATS) -> None:
+        # Bounded: nats-py's close() can hang after a failed connect without reconnects.
         with contextlib.suppress(Exception):
-            await nc.close()
+            await asyncio.wait_for(nc.close(), 1.0)
 
     # -- nats-py callbacks (loop thread) ----------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import trustme
 from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
+from kryten_sync import KrytenClient, KrytenConnectionError
 from kryten_sync.config import KrytenConfig
 from tests._nats import NatsServer
 
@@ -236,3 +238,49 @@ def test_tls_handshake_first(pki: Pki) -> None:
     conf = tls_block(pki.server_cert, pki.server_key, "handshake_first: true")
     with NatsServer(config=conf) as server:
         round_trip(make_config(server, tls_ca=pki.ca_file, tls_handshake_first=True))
+
+
+# --- what KrytenClient.connect() tells a person --------------------------------------------------
+
+
+def client_connect_error(config: KrytenConfig) -> KrytenConnectionError:
+    """Connect a KrytenClient (default retry settings) and return the error it raised."""
+    start = time.monotonic()
+    with pytest.raises(KrytenConnectionError) as info:
+        KrytenClient(config).connect()
+    assert time.monotonic() - start < 8, "connect() took too long to give up"
+    assert threading.active_count() < 50
+    return info.value
+
+
+def test_client_reports_refused_credentials() -> None:
+    with NatsServer(config="authorization { user: bot, password: right }") as server:
+        config = make_config(
+            server,
+            user="bot",
+            password="wrong-secret",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.1,
+        )
+        error = client_connect_error(config)
+        assert "refused the credentials (authorization violation)" in str(error), error
+        assert "wrong-secret" not in str(error)
+        assert error.__cause__ is not None
+
+
+def test_client_reports_untrusted_tls_certificate(pki: Pki) -> None:
+    with NatsServer(config=tls_block(pki.server_cert, pki.server_key)) as server:
+        error = client_connect_error(make_config(server, tls_ca=pki.other_ca_file))
+        assert "TLS certificate" in str(error) and "not trusted" in str(error), error
+        assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
+
+
+def test_client_connects_with_tls_and_password(pki: Pki) -> None:
+    conf = (
+        tls_block(pki.server_cert, pki.server_key) + "\nauthorization { user: bot, password: pw }"
+    )
+    with NatsServer(config=conf) as server:
+        config = make_config(server, tls_ca=pki.ca_file, user="bot", password="pw")
+        with KrytenClient(config) as client:
+            client.subscribe(SUBJECT, lambda msg: msg.respond(b"pong"))
+            assert client.request_message(SUBJECT, b"ping", timeout=2).data == b"pong"

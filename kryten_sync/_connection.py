@@ -25,7 +25,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ._dispatch import ConcurrentPool, HandlerRegistry, Worker, invoke
+from ._dispatch import ConcurrentPool, ErrorHook, HandlerRegistry, Worker, invoke
 from ._loop import LoopThread
 from ._publish import Publisher
 from .config import KrytenConfig
@@ -36,7 +36,6 @@ from .stats import HandlerStats, RateLimitedLog, SourceStats
 from .subjects import channel_events_wildcard, normalize_token
 
 T = TypeVar("T")
-ErrorHook = Callable[[BaseException, Any], None]
 
 
 @dataclass
@@ -108,6 +107,11 @@ def _describe_connect_error(exc: BaseException, servers: list[str]) -> str:
     return f"cannot connect to {where}: {text or type(exc).__name__}"
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def _is_fatal_connect_error(exc: BaseException) -> bool:
     """Errors that retrying the same servers will not cure."""
     return (
@@ -133,6 +137,7 @@ class Connection:
         self.pool: ConcurrentPool | None = None
         self._pool_lock = threading.Lock()
         self.control: Worker[Callable[[], None]] | None = None
+        self._control_stats = HandlerStats()  # disconnect/reconnect callbacks
         # For extensions (key-value, lifecycle): their per-connection state, workers
         # finished at close, and loop-side callbacks run after each reconnect.
         self.extensions: dict[str, object] = {}
@@ -194,11 +199,12 @@ class Connection:
             )
         finally:
             giving_up.cancel()
-        if not (connecting.done() and connecting.exception() is None):
+        raised = connecting.exception() if connecting.done() else None
+        if not connecting.done() or raised is not None:
+            # What error_cb saw says more than connect()'s own NoServersError.
+            cause = failures[-1] if failures else raised or TimeoutError()
             connecting.cancel()
-            cause: BaseException = failures[-1] if failures else TimeoutError()
-            if connecting.done() and not connecting.cancelled() and not failures:
-                cause = connecting.exception() or cause
+            connecting.add_done_callback(_retrieve)  # no "exception never retrieved"
             await self._close_nc_quietly(nc)
             raise KrytenConnectionError(_describe_connect_error(cause, servers)) from cause
         self._opening = False
@@ -287,7 +293,7 @@ class Connection:
                 self.log.limited("control-full", "control queue full; a callback was skipped")
 
     def _run_control(self, job: Callable[[], None]) -> None:
-        self._invoke(lambda _: job(), None, None, HandlerStats())
+        self._invoke(lambda _: job(), None, None, self._control_stats)
 
     # -- subscriptions -------------------------------------------------------------
 

@@ -54,9 +54,7 @@ class Hooks:
     # Run on the loop thread after connecting / before draining, with the connection
     # (loop-side code may use ``conn.nc`` directly) and, for closing, the reason.
     after_open: list[Callable[[Connection], Awaitable[None]]] = field(default_factory=list)
-    before_close: list[Callable[[Connection, str], Awaitable[None]]] = field(
-        default_factory=list
-    )
+    before_close: list[Callable[[Connection, str], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass
@@ -93,9 +91,7 @@ def _describe_connect_error(exc: BaseException, servers: list[str]) -> str:
         return f"TLS certificate of {where} not trusted: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake with {where} failed: {exc.reason or exc}"
-    if "authorization violation" in text.lower() or isinstance(
-        exc, nats.errors.AuthorizationError
-    ):
+    if "authorization violation" in text.lower() or isinstance(exc, nats.errors.AuthorizationError):
         return (
             f"{where} refused the credentials (authorization violation): check user/"
             "password, token, nkey seed or creds file"
@@ -167,7 +163,7 @@ class Connection:
         self.connected_at = time.monotonic()
 
     async def _aopen(self, options: dict[str, Any]) -> None:
-        servers: list[str] = list(options["servers"])
+        servers = self.config.nats.servers_for_display  # for messages: no credentials
         failures: list[BaseException] = []
         gave_up = asyncio.Event()
 
@@ -271,7 +267,8 @@ class Connection:
         self.reconnects += 1
         self._state = "connected"
         url = self.nc.connected_url if self.nc is not None else None
-        self.logger.info("reconnected to %s", url.netloc if url else "?")
+        if url is not None:  # hostname:port, not netloc: that would carry user:password@
+            self.logger.info("reconnected to %s:%s", url.hostname, url.port)
         for listener in self.reconnect_listeners:
             try:
                 listener()
@@ -370,8 +367,9 @@ class Connection:
             raw = parse_envelope(data)
         except MalformedEventError as exc:
             stats.malformed += 1
-            self.log.limited("malformed", "dropped a malformed event on %s: %s", source.name,
-                             exc.reason)
+            self.log.limited(
+                "malformed", "dropped a malformed event on %s: %s", source.name, exc.reason
+            )
             return
         stats.received += 1
         name = raw.event_name.lower()
@@ -410,11 +408,20 @@ class Connection:
         return pool
 
     def _invoke(
-        self, fn: Callable[[Any], None], arg: Any, on_error: ErrorHook | None,
+        self,
+        fn: Callable[[Any], None],
+        arg: Any,
+        on_error: ErrorHook | None,
         stats: HandlerStats,
     ) -> None:
-        invoke(fn, arg, stats=stats, log=self.log, on_error=on_error,
-               slow_after=self.config.handler_timeout)
+        invoke(
+            fn,
+            arg,
+            stats=stats,
+            log=self.log,
+            on_error=on_error,
+            slow_after=self.config.handler_timeout,
+        )
 
     # -- blocking helpers --------------------------------------------------------------
 
@@ -529,9 +536,7 @@ class Connection:
             finally:
                 if not nc.is_closed:
                     await self._close_nc_quietly(nc)
-        results = await asyncio.gather(
-            *(w.finish(remaining(), caller) for w in self._workers())
-        )
+        results = await asyncio.gather(*(w.finish(remaining(), caller) for w in self._workers()))
         if not all(results):
             self.logger.warning("some handlers were still running at disconnect; abandoned")
         if self.pool is not None:
@@ -554,6 +559,4 @@ class Connection:
     @property
     def is_connected(self) -> bool:
         nc = self.nc
-        return (
-            nc is not None and nc.is_connected and not self.closing and self.loop.alive
-        )
+        return nc is not None and nc.is_connected and not self.closing and self.loop.alive

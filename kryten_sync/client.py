@@ -123,7 +123,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
             # leaked: nothing on the connection's threads refers back to it.
             self._finalizer = weakref.finalize(self, _close_abandoned, conn, repr(self))
             self._finalizer.atexit = False
-        self.logger.info("connected to %s", ", ".join(self.config.nats.servers))
+        self.logger.info("connected to %s", ", ".join(self.config.nats.servers_for_display))
 
     def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> None:
         """Drain and close the connection; idempotent, callable from any thread.

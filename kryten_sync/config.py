@@ -288,6 +288,11 @@ class NatsConfig(_Model):
             else:
                 yield key, value
 
+    @property
+    def servers_for_display(self) -> list[str]:
+        """``servers`` with any ``user:password@`` or token replaced by ``***@``."""
+        return [_mask_userinfo(url) for url in self.servers]
+
     def tls_context(self) -> ssl.SSLContext | None:
         """An SSLContext from tls_ca/tls_cert/tls_key, or None when none is set.
 

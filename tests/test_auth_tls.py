@@ -284,3 +284,17 @@ def test_client_connects_with_tls_and_password(pki: Pki) -> None:
         with KrytenClient(config) as client:
             client.subscribe(SUBJECT, lambda msg: msg.respond(b"pong"))
             assert client.request_message(SUBJECT, b"ping", timeout=2).data == b"pong"
+
+
+def test_credentials_in_the_url_stay_out_of_errors_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with NatsServer(config="authorization { user: bot, password: right-pw }") as server:
+        good = make_config(server, servers=[f"nats://bot:right-pw@127.0.0.1:{server.port}"])
+        with caplog.at_level("DEBUG"), KrytenClient(good):
+            pass
+        assert "right-pw" not in caplog.text
+        assert f"***@127.0.0.1:{server.port}" in caplog.text
+        bad = make_config(server, servers=[f"nats://bot:wrong-pw@127.0.0.1:{server.port}"])
+        error = client_connect_error(bad)
+        assert "wrong-pw" not in str(error) and "***@" in str(error), error

@@ -1,6 +1,6 @@
 """Print every chat message of a channel until Ctrl-C.
 
-    python examples/print_chat.py nats://127.0.0.1:4222 cytu.be lounge
+python examples/print_chat.py nats://127.0.0.1:4222 cytu.be lounge
 """
 
 import sys

@@ -104,7 +104,9 @@ def invoke(
     except BaseException as exc:
         stats.errors += 1
         log.logger.error(
-            "handler %s raised %s", getattr(fn, "__qualname__", fn), type(exc).__name__,
+            "handler %s raised %s",
+            getattr(fn, "__qualname__", fn),
+            type(exc).__name__,
             exc_info=exc,
         )
         if on_error is not None:
@@ -119,7 +121,9 @@ def invoke(
             log.limited(
                 "slow-handler",
                 "handler %s took %.1f s (handler_timeout is %.1f s)",
-                getattr(fn, "__qualname__", fn), elapsed, slow_after,
+                getattr(fn, "__qualname__", fn),
+                elapsed,
+                slow_after,
             )
 
 
@@ -189,7 +193,9 @@ class ConcurrentPool:
         self.stats = [HandlerStats() for _ in range(size)]
         self.threads = [
             threading.Thread(
-                target=self._loop, args=(stats,), name=f"kryten-sync-pool-{next(_worker_ids)}",
+                target=self._loop,
+                args=(stats,),
+                name=f"kryten-sync-pool-{next(_worker_ids)}",
                 daemon=True,
             )
             for stats in self.stats

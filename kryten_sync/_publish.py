@@ -91,9 +91,7 @@ class Publisher:
                         await self._send(subject, payload, headers, tag)
                     except Exception as exc:
                         self.errors += 1
-                        self._log.limited(
-                            "publish-error", "publish to %r failed: %r", subject, exc
-                        )
+                        self._log.limited("publish-error", "publish to %r failed: %r", subject, exc)
 
     async def _publish_now(
         self, subject: str, payload: bytes, headers: dict[str, str] | None, tag: str | None

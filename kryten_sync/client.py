@@ -46,7 +46,8 @@ def _close_abandoned(conn: Connection, name: str) -> None:
     """Finalizer of a connected client that was garbage-collected."""
     conn.logger.warning(
         "%s was garbage-collected while connected; closing its connection "
-        "(call disconnect() or use `with KrytenClient(...)`)", name,
+        "(call disconnect() or use `with KrytenClient(...)`)",
+        name,
     )
     # Close from a thread of its own: a finalizer may run on any thread, the loop's too.
     threading.Thread(
@@ -159,7 +160,9 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.disconnect("Normal shutdown" if exc_type is None else f"{exc_type.__name__} raised")
@@ -215,19 +218,34 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
 
     @overload
     def on(
-        self, event: str, channel: str | None = None, domain: str | None = None, *,
-        concurrent: bool = False, handler: None = None,
+        self,
+        event: str,
+        channel: str | None = None,
+        domain: str | None = None,
+        *,
+        concurrent: bool = False,
+        handler: None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
     def on(
-        self, event: str, channel: str | None = None, domain: str | None = None, *,
-        concurrent: bool = False, handler: F,
+        self,
+        event: str,
+        channel: str | None = None,
+        domain: str | None = None,
+        *,
+        concurrent: bool = False,
+        handler: F,
     ) -> F: ...
 
     def on(
-        self, event: str, channel: str | None = None, domain: str | None = None, *,
-        concurrent: bool = False, handler: F | None = None,
+        self,
+        event: str,
+        channel: str | None = None,
+        domain: str | None = None,
+        *,
+        concurrent: bool = False,
+        handler: F | None = None,
     ) -> Callable[[F], F] | F:
         """Register a plain-function handler for ``event`` (``"*"`` for every event).
 
@@ -237,6 +255,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         order on that channel's thread; ``concurrent=True`` runs this handler on a pool
         instead (no order). Works before and after connect.
         """
+
         def register(fn: F) -> F:
             check_sync_callable(fn, "handler")
             self._registry.add(self._handler(event, channel, domain, fn, concurrent))
@@ -246,7 +265,10 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
 
     @staticmethod
     def _handler(
-        event: str, channel: str | None, domain: str | None, fn: Callable[[Any], None],
+        event: str,
+        channel: str | None,
+        domain: str | None,
+        fn: Callable[[Any], None],
         concurrent: bool,
     ) -> Handler:
         if not isinstance(event, str) or not event.strip():
@@ -285,8 +307,13 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
     # -- blocking consumption ----------------------------------------------------------
 
     def events(
-        self, event: str = "*", *, channel: str | None = None, domain: str | None = None,
-        predicate: Predicate | None = None, maxsize: int = 10_000,
+        self,
+        event: str = "*",
+        *,
+        channel: str | None = None,
+        domain: str | None = None,
+        predicate: Predicate | None = None,
+        maxsize: int = 10_000,
     ) -> EventStream:
         """A context-managed blocking iterator over matching events from now on.
 
@@ -300,13 +327,19 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         return stream
 
     def wait_for(
-        self, event: str, *, channel: str | None = None, domain: str | None = None,
-        predicate: Predicate | None = None, timeout: float = 30.0,
+        self,
+        event: str,
+        *,
+        channel: str | None = None,
+        domain: str | None = None,
+        predicate: Predicate | None = None,
+        timeout: float = 30.0,
     ) -> Event:
         """Block until the next matching event and return it (KrytenTimeoutError after
         ``timeout`` seconds)."""
-        with self.events(event, channel=channel, domain=domain, predicate=predicate,
-                         maxsize=1) as stream:
+        with self.events(
+            event, channel=channel, domain=domain, predicate=predicate, maxsize=1
+        ) as stream:
             return stream.get(timeout)
 
     # -- raw NATS ------------------------------------------------------------------
@@ -336,7 +369,11 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         return self._require().subscribe(_check_subject(subject), handler, queue)
 
     def request_message(
-        self, subject: str, data: Payload = None, *, timeout: float | None = None,
+        self,
+        subject: str,
+        data: Payload = None,
+        *,
+        timeout: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> Message:
         """Send a request and return the reply message.
@@ -349,7 +386,11 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         return conn.request(_check_subject(subject), encode_payload(data), wait, headers)
 
     def request(
-        self, subject: str, data: Payload = None, *, timeout: float | None = None,
+        self,
+        subject: str,
+        data: Payload = None,
+        *,
+        timeout: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Like :meth:`request_message`, returning the reply decoded from JSON."""
@@ -357,9 +398,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         try:
             return msg.json()
         except ValueError as exc:
-            raise KrytenError(
-                f"reply on {subject!r} is not JSON: {msg.data[:80]!r}"
-            ) from exc
+            raise KrytenError(f"reply on {subject!r} is not JSON: {msg.data[:80]!r}") from exc
 
     # -- commands ------------------------------------------------------------------------
 

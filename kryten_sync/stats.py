@@ -14,7 +14,20 @@ from typing import Protocol
 
 # Handler latency histogram bucket upper bounds, in seconds (Prometheus style).
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -93,8 +106,15 @@ class ChannelStatus:
         if source is None:
             return cls(domain, channel, token)
         stats = source.stats
-        return cls(domain, channel, token, stats.received, stats.malformed,
-                   source.worker.pending, stats.dropped)
+        return cls(
+            domain,
+            channel,
+            token,
+            stats.received,
+            stats.malformed,
+            source.worker.pending,
+            stats.dropped,
+        )
 
 
 class _WorkerLike(Protocol):

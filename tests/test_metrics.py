@@ -26,7 +26,8 @@ from kryten_sync import KrytenClient, KrytenError, KrytenValidationError
 from kryten_sync.stats import LATENCY_BUCKETS
 from tests import bridge_format as bf
 from tests._nats import NatsServer, free_port
-from tests.test_lifecycle_service import Tap, kryten_threads, make_config, wait_until
+from tests._helpers import kryten_threads, make_config, wait_until
+from tests.test_lifecycle_service import Tap
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:
@@ -77,7 +78,7 @@ def tap(shared_server: NatsServer) -> Iterator[Tap]:
 def test_health_follows_the_nats_connection(nats_server: NatsServer) -> None:
     cfg = make_config(
         nats_server.url,
-        {"name": "probe", "enable_heartbeat": False},
+        service={"name": "probe", "enable_heartbeat": False},
         nats={"servers": [nats_server.url], "reconnect_time_wait": 0.1},
         metrics={"port": 0},
     )
@@ -244,7 +245,7 @@ def test_separate_ports_from_service_config(shared_server: NatsServer) -> None:
         "metrics_path": "/prom",
         "enable_heartbeat": False,
     }
-    with KrytenClient(make_config(shared_server.url, service)) as client:
+    with KrytenClient(make_config(shared_server.url, service=service)) as client:
         assert client.metrics_url == f"http://127.0.0.1:{metrics_port}/prom"
         assert get(f"http://127.0.0.1:{health_port}/health")[0] == 200
         assert get(f"http://127.0.0.1:{metrics_port}/prom")[0] == 200
@@ -254,7 +255,7 @@ def test_separate_ports_from_service_config(shared_server: NatsServer) -> None:
 
 def test_disconnect_leaves_no_thread_or_socket(shared_server: NatsServer) -> None:
     cfg = make_config(
-        shared_server.url, {"name": "tidy", "heartbeat_interval": 0.05}, metrics={"port": 0}
+        shared_server.url, service={"name": "tidy", "heartbeat_interval": 0.05}, metrics={"port": 0}
     )
     with KrytenClient(cfg) as warm:  # imports and first-use allocations
         scrape(warm)
@@ -341,7 +342,7 @@ def test_config_errors_at_construction(shared_server: NatsServer) -> None:
             )
         )
     # Without any endpoint configured nothing listens and the URLs are None.
-    with KrytenClient(make_config(shared_server.url, {"name": "nohttp"})) as client:
+    with KrytenClient(make_config(shared_server.url, service={"name": "nohttp"})) as client:
         assert client.health_url is None and client.metrics_url is None
 
 
@@ -354,7 +355,7 @@ def test_missing_prometheus_client_names_the_extra(
     with pytest.raises(ImportError, match=r"pip install 'kryten-sync\[metrics\]'"):
         KrytenClient(make_config(shared_server.url, metrics={"port": 0}))
     # A health endpoint alone does not need it.
-    cfg = make_config(shared_server.url, {"name": "h", "health_port": free_port()})
+    cfg = make_config(shared_server.url, service={"name": "h", "health_port": free_port()})
     with KrytenClient(cfg) as client:
         assert client.metrics_url is None
         assert health(client)[0] == 200

@@ -25,8 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from kryten_sync import KrytenClient, KrytenError, KrytenValidationError
 from kryten_sync.stats import LATENCY_BUCKETS
 from tests import bridge_format as bf
-from tests._nats import NatsServer, free_port
 from tests._helpers import kryten_threads, make_config, wait_until
+from tests._nats import NatsServer, free_port
 from tests.test_lifecycle_service import Tap
 
 

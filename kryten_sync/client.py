@@ -97,8 +97,8 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         self._lock = threading.RLock()
         self._stop_signal: str | None = None
         self._chat_limiter = RateLimiter(self.config.chat_burst, self.config.chat_min_delay)
-        self.lifecycle = ServiceLifecycle(self)
         self._metrics_server = MetricsServer(self)
+        self.lifecycle = ServiceLifecycle(self)
 
     def __repr__(self) -> str:
         channels = ", ".join(f"{c.domain}/{c.channel}" for c in self.config.channels)

@@ -69,6 +69,9 @@ class ServiceLifecycle:
         # Weak: the loop (hooks, subscriptions, the heartbeat task) must not keep an
         # abandoned client alive.
         self._client_ref = weakref.ref(client)
+        # The metrics server holds the client weakly too; keeping it lets a shutdown
+        # message be built after an abandoned client was collected.
+        self._metrics = client._metrics_server
         self._config = client.config
         self._logger = client.logger
         service = client.config.service
@@ -176,7 +179,7 @@ class ServiceLifecycle:
             "uptime_seconds": round(time.monotonic() - self._started, 3) if self._started else 0.0,
         }
         metadata: dict[str, Any] = {}
-        endpoints = self._client._metrics_server.endpoints()
+        endpoints = self._metrics.endpoints()
         if endpoints:
             metadata["endpoints"] = endpoints
         metadata.update(self._metadata)

@@ -412,3 +412,18 @@ def test_shutdown_published_at_exit_and_on_sigterm(
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+
+
+def test_client_dropped_while_connected_announces_its_shutdown(
+    shared_server: NatsServer, tap: Callable[..., Tap]
+) -> None:
+    t = tap()
+    client = KrytenClient(
+        make_config(shared_server.url, service={"name": "dropped"}, metrics={"port": 0})
+    )
+    client.connect()
+    t.wait("kryten.lifecycle.dropped.startup")
+    del client  # the last reference: collected at once, its finalizer closes it
+    shutdown = t.wait("kryten.lifecycle.dropped.shutdown")[0]
+    assert shutdown["reason"] == "Client garbage-collected"
+    wait_until(lambda: not kryten_threads(), 5, "the dropped client's threads to end")

@@ -34,7 +34,7 @@ from .events import Event
 from .kv import KeyValueMixin
 from .lifecycle import ServiceLifecycle
 from .metrics import MetricsServer
-from .raw import Message, Payload, Subscription, encode_payload
+from .raw import Message, Payload, Subscription, encode_message
 from .stats import ChannelStatus, HandlerStats, HealthStatus
 from .streams import EventStream, Predicate
 from .subjects import command_subject, normalize_token, token
@@ -354,7 +354,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         reconnecting). Use :meth:`flush` to wait for the server.
         """
         conn = self._require()
-        conn.publisher.put(_check_subject(subject), encode_payload(data), headers, None)
+        conn.publisher.put(_check_subject(subject), encode_message(data), headers, None)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the server has processed everything published so far."""
@@ -383,7 +383,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         """
         conn = self._require()
         wait = self.config.request_timeout if timeout is None else timeout
-        return conn.request(_check_subject(subject), encode_payload(data), wait, headers)
+        return conn.request(_check_subject(subject), encode_message(data), wait, headers)
 
     def request(
         self,

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -38,6 +38,7 @@ from .errors import (
     LoopDiedError,
     NotConnectedError,
 )
+from .raw import encode_payload
 from .state import StateMixin
 from .stats import HandlerStats
 
@@ -113,26 +114,6 @@ class KvEntry:
     def json(self) -> Any:
         """The value parsed as JSON (None for deletes); ValueError if it is not JSON."""
         return None if self.value is None else json.loads(self.value)
-
-
-def encode_value(value: object, what: str) -> bytes:
-    """dict/list as JSON, str as UTF-8, bytes as they are; anything else is refused."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, Mapping | list):
-        try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise KrytenValidationError(f"{what}: value is not JSON-serialisable: {exc}") from exc
-        return text.encode()
-    raise KrytenValidationError(
-        f"{what}: value must be a dict or list (stored as JSON), str (UTF-8) or bytes, "
-        f"got {type(value).__name__}; convert it first"
-    )
 
 
 def _check_bucket(bucket: object) -> str:
@@ -758,7 +739,7 @@ class KeyValueMixin(StateMixin):
         """Store ``value`` (dict/list as JSON, str as UTF-8, bytes as they are) and
         return its revision; BucketNotFoundError if the bucket does not exist."""
         bucket, key = _check_bucket(bucket), _check_key(key)
-        data = encode_value(value, f"kv_put({bucket!r}, {key!r})")
+        data = encode_payload(value, f"kv_put({bucket!r}, {key!r}): value")
         return self._kv(
             lambda st: st.publish(bucket, lambda kv: kv.put(key, data)),
             f"kv_put({bucket!r}, {key!r})",
@@ -817,5 +798,4 @@ __all__ = [
     "KvEntry",
     "KvOperation",
     "KvWatch",
-    "encode_value",
 ]

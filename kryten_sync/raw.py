@@ -12,10 +12,9 @@ from .errors import KrytenValidationError
 Payload = bytes | bytearray | memoryview | str | Mapping[str, Any] | list[Any] | None
 
 
-def encode_payload(data: Payload) -> bytes:
-    """bytes as is, str as UTF-8, dict/list as compact JSON, None as empty."""
-    if data is None:
-        return b""
+def encode_payload(data: object, what: str = "payload") -> bytes:
+    """bytes as is, str as UTF-8, dict/list as compact JSON (no NaN); anything else
+    (None included) raises KrytenValidationError naming ``what`` -- never a repr."""
     if isinstance(data, bytes):
         return data
     if isinstance(data, bytearray | memoryview):
@@ -24,12 +23,18 @@ def encode_payload(data: Payload) -> bytes:
         return data.encode()
     if isinstance(data, Mapping | list):
         try:
-            return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise KrytenValidationError(f"payload is not JSON-serialisable: {exc}") from exc
+            raise KrytenValidationError(f"{what} is not JSON-serialisable: {exc}") from exc
+        return text.encode()
     raise KrytenValidationError(
-        f"payload must be bytes, str, dict or list, got {type(data).__name__}"
+        f"{what} must be bytes, str, dict or list (sent as JSON), got {type(data).__name__}"
     )
+
+
+def encode_message(data: Payload) -> bytes:
+    """A message body: :func:`encode_payload`, with None as an empty body."""
+    return b"" if data is None else encode_payload(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,7 @@ class Message:
             raise KrytenValidationError(f"message on {self.subject!r} has no reply subject")
         if self._respond is None:
             raise KrytenValidationError("this message cannot be answered")
-        self._respond(self.reply, encode_payload(data))
+        self._respond(self.reply, encode_message(data))
 
 
 class Subscription:

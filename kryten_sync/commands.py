@@ -98,14 +98,17 @@ _SPECS: Final[tuple[CommandSpec, ...]] = (
     _spec("pause", "pause", (), RANK_LEADER),
     _spec("play", "play", (), RANK_LEADER),
     _spec("seek", "seek", ("time",), RANK_LEADER),
-    # moderation
-    _spec("kick_user", "kick", ("username",), RANK_LEADER, optional=("reason",)),
-    _spec("ban_user", "ban", ("username",), RANK_MODERATOR, optional=("reason",)),
+    # moderation. The bridge sends kick, ban and the mutes to CyTube as chat messages
+    # ("/kick name"), so they share the chat budget and go through the chat limiter.
+    _spec("kick_user", "kick", ("username",), RANK_LEADER, optional=("reason",), rate_limited=True),
+    _spec(
+        "ban_user", "ban", ("username",), RANK_MODERATOR, optional=("reason",), rate_limited=True
+    ),
     _spec("voteskip", "voteskip", (), RANK_GUEST),
     _spec("assign_leader", "assignLeader", ("username",), RANK_MODERATOR),
-    _spec("mute_user", "mute", ("username",), RANK_LEADER),
-    _spec("shadow_mute_user", "smute", ("username",), RANK_LEADER),
-    _spec("unmute_user", "unmute", ("username",), RANK_LEADER),
+    _spec("mute_user", "mute", ("username",), RANK_LEADER, rate_limited=True),
+    _spec("shadow_mute_user", "smute", ("username",), RANK_LEADER, rate_limited=True),
+    _spec("unmute_user", "unmute", ("username",), RANK_LEADER, rate_limited=True),
     # channel administration
     _spec("set_motd", "setMotd", ("motd",), RANK_ADMIN),
     _spec("set_channel_css", "setChannelCSS", ("css",), RANK_ADMIN),

@@ -207,7 +207,16 @@ def test_table_is_read_only_and_specs_frozen() -> None:
 def test_table_entries_are_consistent() -> None:
     actions = [spec.action for spec in COMMANDS.values()]
     assert len(set(actions)) == len(actions)
-    assert {m for m, s in COMMANDS.items() if s.rate_limited} == {"send_chat", "send_pm"}
+    # What CyTube receives as chat (the bridge turns kick/ban/mutes into "/kick name").
+    assert {m for m, s in COMMANDS.items() if s.rate_limited} == {
+        "send_chat",
+        "send_pm",
+        "kick_user",
+        "ban_user",
+        "mute_user",
+        "shadow_mute_user",
+        "unmute_user",
+    }
     for method, spec in COMMANDS.items():
         assert isinstance(spec, CommandSpec)
         assert spec.method == method

@@ -36,6 +36,7 @@ from .stats import HandlerStats, RateLimitedLog, SourceStats
 from .subjects import channel_events_wildcard, normalize_token
 
 T = TypeVar("T")
+_CONNECT_GRACE = 0.25  # seconds to wait for a more telling error once every server failed
 
 
 @dataclass
@@ -83,6 +84,11 @@ async def confirmed_flush(nc: NATS, timeout: float) -> None:
 def _describe_connect_error(exc: BaseException, servers: list[str]) -> str:
     where = ", ".join(servers)
     text = str(exc)
+    if isinstance(exc, ConnectionResetError):
+        return (
+            f"{where} closed the connection during the handshake (wrong credentials, or "
+            "TLS expected on one side only?)"
+        )
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {where} (is nats-server running on that port?)"
     if isinstance(exc, socket.gaierror):
@@ -168,12 +174,16 @@ class Connection:
         gave_up = asyncio.Event()
 
         async def error_cb(exc: Exception) -> None:
-            if self._opening:
-                failures.append(exc)
-                if _is_fatal_connect_error(exc) or len(failures) >= len(servers):
-                    gave_up.set()
-            else:
+            if not self._opening:
                 self._on_nats_error(exc)
+                return
+            failures.append(exc)
+            if _is_fatal_connect_error(exc):
+                gave_up.set()
+            elif len(failures) == len(servers):
+                # Every server failed once. A moment's grace: a refused login often shows
+                # first as a reset, with the authorization error just behind it.
+                asyncio.get_running_loop().call_later(_CONNECT_GRACE, gave_up.set)
 
         nc = NATS()
         self.nc = nc
@@ -198,7 +208,8 @@ class Connection:
         raised = connecting.exception() if connecting.done() else None
         if not connecting.done() or raised is not None:
             # What error_cb saw says more than connect()'s own NoServersError.
-            cause = failures[-1] if failures else raised or TimeoutError()
+            fatal = [f for f in failures if _is_fatal_connect_error(f)]
+            cause = (fatal or failures or [raised or TimeoutError()])[-1]
             connecting.cancel()
             connecting.add_done_callback(_retrieve)  # no "exception never retrieved"
             await self._close_nc_quietly(nc)

@@ -150,7 +150,6 @@ class Connection:
         self.connected_at = 0.0
         # Loop-owned counters.
         self.reconnects = 0
-        self.disconnects = 0
         self._state = "connecting"
 
     # -- opening (caller thread, then loop) ------------------------------------
@@ -159,7 +158,7 @@ class Connection:
         """Connect and subscribe; raises KrytenConnectionError with a readable cause."""
         options = self.config.nats.connect_options()
         self.loop.start()
-        budget = self.config.nats.connect_timeout * (len(self.config.nats.servers) + 1) + 2.0
+        budget = self._connect_budget() + 2.0  # a backstop behind _aopen's own wait
         try:
             self.loop.call(self._aopen(options), budget, "connect")
         except BaseException:
@@ -167,6 +166,11 @@ class Connection:
             self.loop.stop(2.0)
             raise
         self.connected_at = time.monotonic()
+
+    def _connect_budget(self) -> float:
+        """How long the first connection may take: one attempt per server, plus one."""
+        nats_config = self.config.nats
+        return nats_config.connect_timeout * (len(nats_config.servers) + 1)
 
     async def _aopen(self, options: dict[str, Any]) -> None:
         servers = self.config.nats.servers_for_display  # for messages: no credentials
@@ -200,7 +204,7 @@ class Connection:
         try:
             await asyncio.wait(
                 {connecting, giving_up},
-                timeout=self.config.nats.connect_timeout * (len(servers) + 1),
+                timeout=self._connect_budget(),
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -269,7 +273,6 @@ class Connection:
     async def _on_disconnected(self) -> None:
         if self._opening or self.closing:
             return
-        self.disconnects += 1
         self._state = "reconnecting"
         self.logger.warning("disconnected from NATS; reconnecting")
         self._run_user_callbacks(self.hooks.on_disconnect)

@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kryten_sync import KrytenClient as SyncClient  # noqa: E402
-from kryten_sync._embedded import EmbeddedServer, find_binary  # noqa: E402
+from kryten_sync.tools.embedded import EmbeddedServer, find_binary  # noqa: E402
 
 T = TypeVar("T")
 Sample = dict[str, float]

@@ -1,8 +1,8 @@
-"""``python -m kryten_sync``: the kryten-sync command line (see :mod:`kryten_sync.cli`)."""
+"""``python -m kryten_sync``: the kryten-sync command line (see :mod:`kryten_sync.tools.cli`)."""
 
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

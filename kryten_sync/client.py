@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from types import FrameType, TracebackType
 from typing import Any, TypeVar, overload
 
-from . import _exit
-from ._connection import Connection, Hooks
-from ._dispatch import ErrorHook, Handler, HandlerRegistry, check_sync_callable
+from ._core import exit as _exit
+from ._core.connection import Connection, Hooks
+from ._core.dispatch import ErrorHook, Handler, HandlerRegistry, check_sync_callable
 from ._ratelimit import RateLimiter
 from .bridge import BridgeMixin
 from .commands import CommandsMixin, CommandSpec
@@ -32,9 +32,9 @@ from .errors import (
 )
 from .events import Event
 from .kv import KeyValueMixin
-from .lifecycle import ServiceLifecycle
-from .metrics import MetricsServer
 from .raw import Message, Payload, Subscription, encode_message
+from .service.lifecycle import ServiceLifecycle
+from .service.metrics import MetricsServer
 from .stats import ChannelStatus, HandlerStats, HealthStatus
 from .streams import EventStream, Predicate
 from .subjects import command_subject, normalize_token, token

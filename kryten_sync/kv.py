@@ -2,7 +2,7 @@
 
 Every blocking method runs one coroutine on the connection's loop. Bucket handles (nats-py
 ``KeyValue`` objects: a bucket name and a JetStream context, nothing tied to one socket)
-are cached per :class:`~kryten_sync._connection.Connection`, so they outlive nats-py's
+are cached per :class:`~kryten_sync._core.connection.Connection`, so they outlive nats-py's
 reconnects; a new ``connect()`` starts a new cache.
 
 A watch is an ordered JetStream push consumer feeding its own :class:`Worker` thread (one
@@ -30,7 +30,7 @@ import nats.js.errors as jse
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ._dispatch import Worker, check_sync_callable
+from ._core.dispatch import Worker, check_sync_callable
 from .errors import (
     KrytenConnectionError,
     KrytenError,
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
 
-    from ._connection import Connection
+    from ._core.connection import Connection
     from .config import KrytenConfig
 
 T = TypeVar("T")

@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from ._embedded import EmbeddedServer
 from .client import KrytenClient
 from .commands import COMMANDS, CommandSpec
 from .errors import KrytenTimeoutError
@@ -53,6 +52,7 @@ from .subjects import (
     normalize_token,
     user_level_subject,
 )
+from .tools.embedded import EmbeddedServer
 
 _BY_ACTION: dict[str, CommandSpec] = {spec.action: spec for spec in COMMANDS.values()}
 _BODY_KEYS = ("action", "data", "correlation_id", "timestamp")

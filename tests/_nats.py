@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kryten_sync._embedded import find_binary
+from kryten_sync.tools.embedded import find_binary
 
 
 def free_port() -> int:

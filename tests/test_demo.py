@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kryten_sync import _embedded
-from kryten_sync._embedded import EmbeddedServer, EmbeddedServerError
+from kryten_sync.tools import embedded as _embedded
+from kryten_sync.tools.embedded import EmbeddedServer, EmbeddedServerError
 from tests._nats import env_with_repo
 
 
@@ -192,7 +192,7 @@ def test_embedded_server_starts_on_a_free_port_and_stops_without_a_trace() -> No
 def test_demo_without_the_binary_fails_with_the_install_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from kryten_sync import cli
+    from kryten_sync.tools import cli
 
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))

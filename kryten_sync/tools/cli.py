@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal, NoReturn
 
-from .client import KrytenClient
-from .commands import COMMANDS, CommandsMixin, CommandSpec
-from .config import ChannelConfig, KrytenConfig
-from .errors import KrytenError, KrytenValidationError
-from .events import (
+from kryten_sync.client import KrytenClient
+from kryten_sync.commands import COMMANDS, CommandsMixin, CommandSpec
+from kryten_sync.config import ChannelConfig, KrytenConfig
+from kryten_sync.errors import KrytenError, KrytenValidationError
+from kryten_sync.events import (
     ChangeMediaEvent,
     ChatMessageEvent,
     Event,

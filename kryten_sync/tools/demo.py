@@ -19,11 +19,11 @@ from contextlib import ExitStack
 from typing import Any
 
 from kryten_sync import ChangeMediaEvent, ChatMessageEvent, Event, KrytenClient, UserJoinEvent
+from kryten_sync.errors import KrytenError
+from kryten_sync.testing import FakeBridge, ReceivedCommand
 
-from ._embedded import EmbeddedServer
 from .cli import _silence_stdout, format_event
-from .errors import KrytenError
-from .testing import FakeBridge, ReceivedCommand
+from .embedded import EmbeddedServer
 
 BOT_NAME = "kryten-bot"
 DOMAIN = "cytu.be"

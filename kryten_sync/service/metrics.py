@@ -41,17 +41,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
-from ._dispatch import check_sync_callable
-from .errors import KrytenError, KrytenValidationError
-from .stats import LATENCY_BUCKETS
+from kryten_sync._core.dispatch import check_sync_callable
+from kryten_sync.errors import KrytenError, KrytenValidationError
+from kryten_sync.stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-    from ._connection import Connection
-    from .client import KrytenClient
-    from .config import KrytenConfig
+    from kryten_sync._core.connection import Connection
+    from kryten_sync.client import KrytenClient
+    from kryten_sync.config import KrytenConfig
 
 HealthCheck = Callable[[], object]
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from .errors import (
+from kryten_sync.errors import (
     ClientClosedError,
     ForkedProcessError,
     KrytenTimeoutError,

@@ -14,13 +14,13 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .errors import ClientClosedError, NotConnectedError, PublishError, raise_translated
-from .stats import RateLimitedLog
+from kryten_sync.errors import ClientClosedError, NotConnectedError, PublishError, raise_translated
+from kryten_sync.stats import RateLimitedLog
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-    from ._loop import LoopThread
+    from .loop import LoopThread
 
 _Item = tuple[str, bytes, dict[str, str] | None, str | None]
 

@@ -31,17 +31,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ._dispatch import check_sync_callable
-from .errors import KrytenValidationError
-from .subjects import DISCOVERY_POLL, GROUP_RESTART, lifecycle_subject
+from kryten_sync._core.dispatch import check_sync_callable
+from kryten_sync.errors import KrytenValidationError
+from kryten_sync.subjects import DISCOVERY_POLL, GROUP_RESTART, lifecycle_subject
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
 
-    from ._connection import Connection
-    from .client import KrytenClient
-    from .config import ServiceConfig
+    from kryten_sync._core.connection import Connection
+    from kryten_sync.client import KrytenClient
+    from kryten_sync.config import ServiceConfig
 
 RestartCallback = Callable[[dict[str, Any]], None]
 

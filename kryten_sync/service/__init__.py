@@ -1,0 +1,1 @@
+"""Features a service bot switches on: lifecycle announcements, health and metrics."""

@@ -1,0 +1,1 @@
+"""For people at a terminal: the command line, the demo and the embedded server."""

@@ -19,8 +19,8 @@ from kryten_sync.commands import COMMANDS, CommandsMixin, CommandSpec
 from kryten_sync.errors import KrytenValidationError
 from tests.command_samples import SAMPLE_CHANNEL, SAMPLES, iter_samples
 
-# <repo>/tests/this_file -> <repo>/../shared/PROTOCOL.md
-PROTOCOL_MD = Path(__file__).resolve().parent.parent.parent / "shared" / "PROTOCOL.md"
+# Part of the repository, so a plain clone can run this test.
+PROTOCOL_MD = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 METHODS = sorted(COMMANDS)
 
@@ -132,7 +132,7 @@ def parse_protocol_commands(text: str) -> dict[str, DocCommand]:
 @pytest.fixture(scope="module")
 def doc() -> dict[str, DocCommand]:
     if not PROTOCOL_MD.is_file():
-        pytest.fail(f"PROTOCOL.md not found at {PROTOCOL_MD}")
+        pytest.fail(f"protocol document not found at {PROTOCOL_MD}")
     return parse_protocol_commands(PROTOCOL_MD.read_text(encoding="utf-8"))
 
 

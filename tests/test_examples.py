@@ -315,7 +315,15 @@ def run_notebook(nb: Any, workdir: Path, env: dict[str, str], timeout: float = 6
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(workdir)}},
     )
-    client.execute(env=env)
+    try:
+        client.execute(env=env)
+    finally:
+        # nbclient only shuts down a kernel whose manager it created itself; given ours,
+        # it leaves the kernel running until pytest exits.
+        if client.kc is not None:
+            client.kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 

@@ -30,7 +30,6 @@ nats-server for such tests (the binary comes with the ``server`` extra).
 
 from __future__ import annotations
 
-import difflib
 import json
 import threading
 import time
@@ -42,7 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from .client import KrytenClient
-from .commands import COMMANDS, CommandSpec
+from .commands import parse
 from .errors import KrytenTimeoutError
 from .raw import Message
 from .subjects import (
@@ -54,8 +53,6 @@ from .subjects import (
 )
 from .tools.embedded import EmbeddedServer
 
-_BY_ACTION: dict[str, CommandSpec] = {spec.action: spec for spec in COMMANDS.values()}
-_BODY_KEYS = ("action", "data", "correlation_id", "timestamp")
 #: Queries the real bridge answers twice (two handlers share kryten.robot.command).
 _ANSWERED_TWICE = ("system.ping", "system.health", "system.stats")
 
@@ -75,37 +72,11 @@ class ReceivedCommand:
 
 
 def check_command(subject: str, body: bytes) -> tuple[dict[str, Any], list[str]]:
-    """The decoded command body (``{}`` if unusable) and its problems (PROTOCOL.md 2)."""
-    try:
-        decoded = json.loads(body)
-    except ValueError:
-        return {}, ["body is not valid JSON"]
-    if not isinstance(decoded, dict):
-        return {}, [f"body is a JSON {type(decoded).__name__}, not an object"]
-    problems = [f"body has no {key!r}" for key in _BODY_KEYS if key not in decoded]
-    problems += [f"body has unexpected key {key!r}" for key in decoded if key not in _BODY_KEYS]
-    action, data = decoded.get("action"), decoded.get("data")
-    spec = _BY_ACTION.get(action) if isinstance(action, str) else None
-    if spec is None:
-        close = difflib.get_close_matches(str(action), _BY_ACTION, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        problems.append(f"unknown action {action!r}{hint}")
-    elif subject.rsplit(".", 1)[-1] != normalize_token(spec.action):
-        problems.append(f"subject {subject!r} does not end in {normalize_token(spec.action)!r}")
-    if not isinstance(data, dict):
-        problems.append(f"data is a {type(data).__name__}, not an object")
-    elif spec is not None:
-        allowed = (*spec.keys, *spec.optional_keys)
-        problems += [f"data is missing {key!r}" for key in spec.keys if key not in data]
-        for key in data:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"data has unexpected key {key!r}{hint}")
-        uid = data.get("uid")
-        if spec.action == "jump" and not (isinstance(uid, str) and uid.isdigit()):
-            problems.append(f"data.uid of 'jump' must be a string of digits, got {uid!r}")
-    return decoded, problems
+    """The decoded command body (``{}`` if unusable) and its problems (protocol section 2).
+
+    The rules are :func:`kryten_sync.commands.parse`'s.
+    """
+    return parse(subject, body)
 
 
 class FakeBridge:

@@ -1,4 +1,4 @@
-"""The command table and methods against PROTOCOL.md section 2, the samples and the checks."""
+"""The command table and builders against protocol section 2, the samples and the checks."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from kryten_sync.commands import COMMANDS, CommandsMixin, CommandSpec
+from kryten_sync import _validate, commands
+from kryten_sync.commands import BUILDERS, COMMANDS, Command, CommandSpec, build, parse
 from kryten_sync.errors import KrytenValidationError
+from kryten_sync.subjects import normalize_token
 from tests.command_samples import SAMPLE_CHANNEL, SAMPLES, iter_samples
 
 # Part of the repository, so a plain clone can run this test.
@@ -155,15 +157,15 @@ def test_spec_matches_doc_row(doc: dict[str, DocCommand], method: str) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_signature_matches_doc_row(doc: dict[str, DocCommand], method: str) -> None:
     row = doc[method]
-    params = list(inspect.signature(getattr(CommandsMixin, method)).parameters.values())
+    params = list(inspect.signature(BUILDERS[method]).parameters.values())
     kind = inspect.Parameter
-    assert [p.name for p in params[:2]] == ["self", "channel"]
-    assert params[1].kind is kind.POSITIONAL_OR_KEYWORD
-    assert params[1].default is kind.empty
+    assert params[0].name == "channel"
+    assert params[0].kind is kind.POSITIONAL_OR_KEYWORD
+    assert params[0].default is kind.empty
     assert params[-1].name == "domain"
     assert params[-1].kind is kind.KEYWORD_ONLY
     assert params[-1].default is None
-    middle = params[2:-1]
+    middle = params[1:-1]
     assert [p.name for p in middle] == [name for name, _ in row.params], row.row
     for param, (name, default) in zip(middle, row.params, strict=True):
         assert param.kind is kind.POSITIONAL_OR_KEYWORD, name
@@ -225,20 +227,36 @@ def test_table_entries_are_consistent() -> None:
         assert not set(spec.keys) & set(spec.optional_keys)
 
 
-# --- the methods send exactly the samples ---------------------------------------------
+# --- the table of builders -------------------------------------------------------------
 
 
-class Recorder(CommandsMixin):
-    """Records what would be published instead of publishing it."""
+def test_builders_match_the_table() -> None:
+    assert list(BUILDERS) == list(COMMANDS)
+    for method, builder in BUILDERS.items():
+        assert builder.__name__ == method
+        assert getattr(commands, method) is builder
+    with pytest.raises(TypeError):
+        BUILDERS["x"] = BUILDERS["send_chat"]  # type: ignore[index]
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[CommandSpec, str, dict[str, Any], str | None]] = []
 
-    def _send_command(
-        self, spec: CommandSpec, channel: str, data: dict[str, Any], domain: str | None
-    ) -> str:
-        self.calls.append((spec, channel, data, domain))
-        return f"cid-{len(self.calls)}"
+def test_build_refuses_an_unknown_method() -> None:
+    with pytest.raises(KrytenValidationError) as info:
+        build("send_chta", "lounge", "hi")
+    assert str(info.value) == "build: unknown command method 'send_chta'; did you mean 'send_chat'?"
+    with pytest.raises(KrytenValidationError) as info:
+        build("zzz", "lounge")
+    assert str(info.value) == "build: unknown command method 'zzz'"
+
+
+def test_command_is_frozen_data() -> None:
+    command = commands.send_chat("lounge", "hi")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        command.channel = "other"  # type: ignore[misc]
+    assert command == Command(COMMANDS["send_chat"], "lounge", {"message": "hi"})
+    assert command.domain is None
+
+
+# --- the builders give exactly the samples ----------------------------------------------
 
 
 def _assert_same_types(actual: Any, expected: Any, path: str = "data") -> None:
@@ -272,45 +290,63 @@ _SAMPLE_IDS = [f"{method}-{i}" for method, samples in SAMPLES.items() for i in r
 
 
 @pytest.mark.parametrize(("method", "args", "kwargs", "expected"), _SAMPLE_CASES, ids=_SAMPLE_IDS)
-def test_sample_sends_exact_data(
+def test_sample_builds_exact_data(
     method: str, args: tuple[Any, ...], kwargs: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    client = Recorder()
-    result = getattr(client, method)(SAMPLE_CHANNEL, *args, **kwargs)
-    assert result == "cid-1"
-    assert len(client.calls) == 1
-    spec, channel, data, domain = client.calls[0]
-    assert spec is COMMANDS[method]
-    assert channel == SAMPLE_CHANNEL
-    assert domain is None
-    assert data == expected
-    _assert_same_types(data, expected)
+    command = build(method, SAMPLE_CHANNEL, *args, **kwargs)
+    spec = COMMANDS[method]
+    assert command.spec is spec
+    assert command.channel == SAMPLE_CHANNEL
+    assert command.domain is None
+    assert command.data == expected
+    _assert_same_types(command.data, expected)
+    assert command.subject == f"kryten.commands.cytube.test-channel.{normalize_token(spec.action)}"
+    body = command.body("cid-1", "2024-05-01T12:00:00+00:00")
+    assert list(body) == ["action", "data", "correlation_id", "timestamp"]
+    assert body == {
+        "action": spec.action,
+        "data": expected,
+        "correlation_id": "cid-1",
+        "timestamp": "2024-05-01T12:00:00+00:00",
+    }
+    assert parse(command.subject, json.dumps(body).encode()) == (body, [])
+
+
+@pytest.mark.parametrize(("method", "args", "kwargs", "expected"), _SAMPLE_CASES, ids=_SAMPLE_IDS)
+def test_builder_is_pure(
+    method: str, args: tuple[Any, ...], kwargs: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    # No client exists here: a builder that needed one, or sent anything, could not run.
+    first = BUILDERS[method](SAMPLE_CHANNEL, *args, **kwargs)
+    second = BUILDERS[method](SAMPLE_CHANNEL, *args, **kwargs)
+    assert first == second
+    assert first is not second
+    assert first.data == expected
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_domain_is_passed_through(method: str) -> None:
     args, kwargs, expected = SAMPLES[method][0]
-    client = Recorder()
-    assert getattr(client, method)("lounge", *args, **kwargs, domain="cytu.be") == "cid-1"
-    assert client.calls[0][1:] == ("lounge", expected, "cytu.be")
+    command = BUILDERS[method]("lounge", *args, **kwargs, domain="cytu.be")
+    assert (command.channel, command.data, command.domain) == ("lounge", expected, "cytu.be")
+    assert list(command.body("cid", "now")) == ["action", "data", "correlation_id", "timestamp"]
 
 
 def test_mutable_arguments_are_copied() -> None:
-    client = Recorder()
     options = {"chat_antiflood_params": {"burst": 4, "sustained": 1}}
     poll_options = ["a", "b"]
     permissions = {"ban": 2}
-    client.set_options("c", options)
-    client.new_poll("c", "t", poll_options)
-    client.set_permissions("c", permissions)
+    built = [
+        commands.set_options("c", options),
+        commands.new_poll("c", "t", poll_options),
+        commands.set_permissions("c", permissions),
+    ]
     options["chat_antiflood_params"]["burst"] = 99
     poll_options.append("c")
     permissions["ban"] = 3
-    assert client.calls[0][2] == {
-        "options": {"chat_antiflood_params": {"burst": 4, "sustained": 1}}
-    }
-    assert client.calls[1][2]["options"] == ["a", "b"]
-    assert client.calls[2][2] == {"permissions": {"ban": 2}}
+    assert built[0].data == {"options": {"chat_antiflood_params": {"burst": 4, "sustained": 1}}}
+    assert built[1].data["options"] == ["a", "b"]
+    assert built[2].data == {"permissions": {"ban": 2}}
 
 
 # --- validation -----------------------------------------------------------------------
@@ -438,17 +474,13 @@ VALIDATION_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], str]] = [
 ]
 
 
-def _check_refused(
-    call: Callable[..., str], client: Recorder, method: str, argument: str
-) -> KrytenValidationError:
+def _check_refused(call: Callable[[], Command], method: str, argument: str) -> None:
     with pytest.raises(KrytenValidationError) as info:
         call()
     message = str(info.value)
     assert message.startswith(f"{method}: "), message
     assert argument in message, message
     assert isinstance(info.value, ValueError)
-    assert client.calls == [], "nothing may be sent when validation fails"
-    return info.value
 
 
 @pytest.mark.parametrize(
@@ -459,17 +491,12 @@ def _check_refused(
 def test_validation_error(
     method: str, args: tuple[Any, ...], kwargs: dict[str, Any], argument: str
 ) -> None:
-    client = Recorder()
-    _check_refused(
-        lambda: getattr(client, method)("lounge", *args, **kwargs), client, method, argument
-    )
+    _check_refused(lambda: BUILDERS[method]("lounge", *args, **kwargs), method, argument)
 
 
 def test_every_method_with_arguments_has_a_validation_case() -> None:
     covered = {case[0] for case in VALIDATION_CASES}
-    with_args = {
-        m for m in METHODS if len(inspect.signature(getattr(CommandsMixin, m)).parameters) > 3
-    }
+    with_args = {m for m in METHODS if len(inspect.signature(BUILDERS[m]).parameters) > 2}
     assert with_args <= covered
 
 
@@ -477,39 +504,54 @@ def test_every_method_with_arguments_has_a_validation_case() -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_bad_channel_is_refused(method: str, bad_channel: Any) -> None:
     args, kwargs, _ = SAMPLES[method][0]
-    client = Recorder()
-    _check_refused(
-        lambda: getattr(client, method)(bad_channel, *args, **kwargs), client, method, "channel"
-    )
+    _check_refused(lambda: BUILDERS[method](bad_channel, *args, **kwargs), method, "channel")
 
 
 @pytest.mark.parametrize("bad_domain", ["", "  ", 5, b"cytu.be"])
 @pytest.mark.parametrize("method", METHODS)
 def test_bad_domain_is_refused(method: str, bad_domain: Any) -> None:
     args, kwargs, _ = SAMPLES[method][0]
-    client = Recorder()
     _check_refused(
-        lambda: getattr(client, method)("lounge", *args, **kwargs, domain=bad_domain),
-        client,
-        method,
-        "domain",
+        lambda: BUILDERS[method]("lounge", *args, **kwargs, domain=bad_domain), method, "domain"
     )
 
 
 def test_boundaries_are_accepted() -> None:
-    client = Recorder()
-    client.set_channel_css("c", "\u00e9" * (10 * 1024))  # exactly 20 KiB as UTF-8
-    client.set_channel_js("c", "x" * (20 * 1024))
-    client.new_poll("c", "x" * 255, ["y" * 255])
-    client.set_channel_rank("c", "a", 5)
-    client.read_chan_log("c", 1)
-    client.seek("c", 0)
-    client.jump_to("c", "0")
-    assert len(client.calls) == 7
-    assert client.calls[-1][2] == {"uid": "0"}
+    commands.set_channel_css("c", "\u00e9" * (10 * 1024))  # exactly 20 KiB as UTF-8
+    commands.set_channel_js("c", "x" * (20 * 1024))
+    commands.new_poll("c", "x" * 255, ["y" * 255])
+    commands.set_channel_rank("c", "a", 5)
+    commands.read_chan_log("c", 1)
+    commands.seek("c", 0)
+    assert commands.jump_to("c", "0").data == {"uid": "0"}
 
 
-# --- the _command guard and the abstract sender ---------------------------------------
+@pytest.mark.parametrize(
+    ("value", "options", "message"),
+    [
+        ("1", {}, "must be a number, got str"),
+        (True, {}, "must be a number, got bool"),
+        (_NAN, {"finite": False}, "must be finite, got nan"),
+        (_INF, {}, "must be finite, got inf"),
+        (-1, {"minimum": 0}, "must not be negative, got -1"),
+        (0, {"minimum": 0, "exclusive_minimum": True}, "must be positive, got 0"),
+        (0.5, {"minimum": 1}, "must be >= 1, got 0.5"),
+        (1, {"minimum": 1, "exclusive_minimum": True}, "must be > 1, got 1"),
+    ],
+)
+def test_require_number_refuses(value: Any, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(KrytenValidationError) as info:
+        _validate.require_number("f", "x", value, **options)
+    assert str(info.value) == f"f: x {message}"
+
+
+def test_require_number_returns_the_value_unchanged() -> None:
+    assert type(_validate.require_number("f", "x", 3, minimum=0)) is int
+    assert _validate.require_number("f", "x", _INF, finite=False) == _INF
+    assert _validate.require_number("f", "x", 0.1, minimum=0, exclusive_minimum=True) == 0.1
+
+
+# --- the _make guard -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -524,48 +566,39 @@ def test_boundaries_are_accepted() -> None:
     ],
 )
 def test_command_guard_rejects_wrong_keys(method: str, data: dict[str, Any]) -> None:
-    client = Recorder()
     with pytest.raises(RuntimeError, match=method):
-        client._command(method, "lounge", None, **data)
-    assert client.calls == []
+        commands._make(method, "lounge", None, **data)
 
 
 def test_command_guard_rejects_unknown_method() -> None:
     with pytest.raises(RuntimeError, match="no_such"):
-        Recorder()._command("no_such", "lounge", None)
+        commands._make("no_such", "lounge", None)
 
 
-def test_command_orders_keys_as_the_protocol() -> None:
-    client = Recorder()
-    client._command("kick_user", "lounge", None, reason="r", username="u")
-    client._command("add_media", "lounge", None, temp=True, pos="end", id="i", type="yt")
-    assert list(client.calls[0][2]) == ["username", "reason"]
-    assert list(client.calls[1][2]) == ["type", "id", "pos", "temp"]
-
-
-def test_send_command_is_abstract() -> None:
-    with pytest.raises(NotImplementedError):
-        CommandsMixin().send_chat("lounge", "hi")
+def test_make_orders_keys_as_the_protocol() -> None:
+    kick = commands._make("kick_user", "lounge", None, reason="r", username="u")
+    add = commands._make("add_media", "lounge", None, temp=True, pos="end", id="i", type="yt")
+    assert list(kick.data) == ["username", "reason"]
+    assert list(add.data) == ["type", "id", "pos", "temp"]
 
 
 # --- docstrings and annotations -------------------------------------------------------
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_docstring_names_rank_and_return(method: str) -> None:
-    function = getattr(CommandsMixin, method)
-    doc = inspect.getdoc(function)
+def test_docstring_names_rank(method: str) -> None:
+    doc = inspect.getdoc(BUILDERS[method])
     assert doc, f"{method} has no docstring"
     assert f"rank {COMMANDS[method].min_rank:g}" in doc, doc
-    assert "Returns: the correlation id" in doc
+    assert "correlation id" not in doc, "a builder sends nothing: it has no correlation id"
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_annotations_are_complete(method: str) -> None:
-    function = getattr(CommandsMixin, method)
+    function = BUILDERS[method]
     hints = typing.get_type_hints(function)
-    names = [n for n in inspect.signature(function).parameters if n != "self"]
+    names = list(inspect.signature(function).parameters)
     assert set(hints) == {*names, "return"}, method
-    assert hints["return"] is str
+    assert hints["return"] is Command
     assert hints["channel"] is str
     assert hints["domain"] == str | None

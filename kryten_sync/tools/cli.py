@@ -5,15 +5,15 @@ on top of a library, and installing a library should not pull a CLI framework in
 every project that uses it.
 
 Every command method of :data:`~kryten_sync.commands.COMMANDS` is reachable through
-``kryten-sync cmd METHOD CHANNEL ARGS...``; its arguments are read from the method's
-signature and type hints, so a method added to the table appears here by itself.
+``kryten-sync cmd METHOD CHANNEL ARGS...``; its arguments are read from the signature and
+type hints of its builder in :data:`~kryten_sync.commands.BUILDERS`, so a command added to
+the table appears here by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import html
 import inspect
 import json
 import logging
@@ -27,28 +27,14 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any, Literal, NoReturn
 
 from kryten_sync.client import KrytenClient
-from kryten_sync.commands import COMMANDS, CommandsMixin, CommandSpec
+from kryten_sync.commands import BUILDERS, COMMANDS, CommandSpec, build
 from kryten_sync.config import ChannelConfig, KrytenConfig
 from kryten_sync.errors import KrytenError, KrytenValidationError
-from kryten_sync.events import (
-    ChangeMediaEvent,
-    ChatMessageEvent,
-    Event,
-    MediaDeletedEvent,
-    MediaQueuedEvent,
-    MediaUpdateEvent,
-    MotdEvent,
-    PlaylistUpdateEvent,
-    PrivateMessageEvent,
-    RawEvent,
-    UserCountEvent,
-    UserJoinEvent,
-    UserLeaveEvent,
-)
+
+from .format import event_json, format_event, silence_stdout
 
 PROG = "kryten-sync"
 DEFAULT_NATS = "nats://127.0.0.1:4222"
@@ -65,72 +51,6 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _clock(event: Event) -> str:
-    return event.timestamp.astimezone().strftime("%H:%M:%S")
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
-
-
-def describe_event(event: Event) -> str:
-    """What happened, in words (no time): ``<alice> hi``, ``bob joined``, ..."""
-    if isinstance(event, PrivateMessageEvent):
-        return f"[pm] <{event.username}> to {event.to}: {html.unescape(event.message)}"
-    if isinstance(event, ChatMessageEvent):
-        shadow = " (shadow-muted)" if event.shadow else ""
-        return f"<{event.username}> {html.unescape(event.message)}{shadow}"
-    if isinstance(event, UserJoinEvent):
-        return f"{event.username} joined"
-    if isinstance(event, UserLeaveEvent):
-        return f"{event.username} left"
-    if isinstance(event, ChangeMediaEvent):
-        where = f"{event.media_type}:{event.media_id}, {_duration(event.duration)}"
-        return f"now playing: {event.title} ({where})"
-    if isinstance(event, MediaQueuedEvent):
-        media = event.item.media
-        return f"{event.item.queueby} queued {media.title} ({media.type}:{media.id})"
-    if isinstance(event, MediaDeletedEvent):
-        return f"playlist item {event.uid} removed"
-    if isinstance(event, PlaylistUpdateEvent):
-        return f"playlist: {len(event.items)} items"
-    if isinstance(event, MediaUpdateEvent):
-        state = "paused" if event.paused else "playing"
-        return f"{state} at {_duration(max(event.current_time, 0))}"
-    if isinstance(event, UserCountEvent):
-        return f"{event.count} users here"
-    if isinstance(event, MotdEvent):
-        return f"motd: {_shorten(event.motd)}"
-    payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"))
-    return f"{event.event_name} {_shorten(payload)}"
-
-
-def _shorten(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def format_event(event: Event) -> str:
-    """One transcript line: ``12:00:01  <alice> hi`` (local time)."""
-    return f"{_clock(event)}  {describe_event(event)}"
-
-
-def event_json(event: Event) -> str:
-    """The event as one line of JSON, in the bridge's envelope shape."""
-    payload = event.payload if isinstance(event, RawEvent) else event.raw
-    envelope = {
-        "event_name": event.event_name,
-        "channel": event.channel,
-        "domain": event.domain,
-        "timestamp": event.timestamp.astimezone(UTC).isoformat(),
-        "correlation_id": event.correlation_id,
-        "payload": payload,
-    }
-    return json.dumps(envelope, ensure_ascii=False)
 
 
 def _print_json(value: Any) -> None:
@@ -311,21 +231,20 @@ _SPHINX_ROLE = re.compile(r":\w+:`~?([^`]+)`")
 
 
 def _methods() -> list[_Method]:
-    """Every command method with its arguments, read from its signature and hints."""
+    """Every command method with its arguments, read from its builder's signature and hints."""
     result = []
     for name, spec in COMMANDS.items():
-        function = getattr(CommandsMixin, name)
+        function = BUILDERS[name]
         hints = typing.get_type_hints(function)
         params = []
         for p in inspect.signature(function).parameters.values():
             # ``domain`` is only checked, never sent: CHANNEL may carry it (DOMAIN/NAME).
-            if p.name in ("self", "channel", "domain"):
+            if p.name in ("channel", "domain"):
                 continue
             required = p.default is inspect.Parameter.empty
             params.append(_Param(p.name, _arg_type(hints[p.name]), required, p.default))
         doc = _SPHINX_ROLE.sub(r"\1", inspect.cleandoc(function.__doc__ or "").replace("``", ""))
-        paragraphs = doc.split("\n\n")
-        paragraphs = [" ".join(p.split()) for p in paragraphs if not p.startswith("Returns:")]
+        paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
         result.append(_Method(spec, params, paragraphs[0], "\n\n".join(paragraphs[1:])))
     return result
 
@@ -666,20 +585,9 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
-class _Validator(CommandsMixin):
-    """Runs a command method's argument checks without a connection."""
-
-    __slots__ = ()
-
-    def _send_command(
-        self, spec: CommandSpec, channel: str, data: dict[str, Any], domain: str | None
-    ) -> str:
-        return ""
-
-
 def _send(args: argparse.Namespace, method: str, target: str, kwargs: dict[str, Any]) -> int:
     channel = _channel_name(target)
-    getattr(_Validator(), method)(channel, **kwargs)  # fails fast, before connecting
+    build(method, channel, **kwargs)  # fails fast, before connecting
     with _connected(args, target) as client:
         correlation_id = getattr(client, method)(channel, **kwargs)
         client.flush()
@@ -805,7 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (kryten-sync tail ... | head): stop quietly.
-        _silence_stdout()
+        silence_stdout()
         return EXIT_OK
     except (KrytenError, OSError, ImportError) as exc:
         return _fail(exc, args.debug, _one_line(exc))
@@ -816,19 +724,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, args.debug, text)
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail."""
-    with contextlib.suppress(OSError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-
-
 def _flush_stdout() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:  # kryten-sync cmd --help | head
-        _silence_stdout()
+        silence_stdout()
 
 
 def _fail(exc: BaseException, debug: bool, text: str) -> int:
@@ -838,4 +738,4 @@ def _fail(exc: BaseException, debug: bool, text: str) -> int:
     return EXIT_ERROR
 
 
-__all__ = ["build_parser", "describe_event", "event_json", "format_event", "load_config", "main"]
+__all__ = ["build_parser", "load_config", "main"]

@@ -22,8 +22,8 @@ from kryten_sync import ChangeMediaEvent, ChatMessageEvent, Event, KrytenClient,
 from kryten_sync.errors import KrytenError
 from kryten_sync.testing import FakeBridge, ReceivedCommand
 
-from .cli import _silence_stdout, format_event
 from .embedded import EmbeddedServer
+from .format import format_event, silence_stdout
 
 BOT_NAME = "kryten-bot"
 DOMAIN = "cytu.be"
@@ -214,7 +214,7 @@ def run_demo(duration: float = 12.0, nats_url: str | None = None) -> int:
             try:
                 _say(format_event(event))
             except BrokenPipeError:  # nobody reads the transcript any more: end the demo
-                _silence_stdout()
+                silence_stdout()
                 bot.stop()
 
         viewer.on("*", handler=show)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from .errors import KrytenValidationError
+from ._validate import require_int, require_seconds
 
 #: CyTube's default channel antiflood: 4 messages at once, then one per second.
 DEFAULT_CHAT_BURST: Final = 4
@@ -37,17 +37,8 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise KrytenValidationError(f"RateLimiter: burst must be an int >= 1, got {burst!r}")
-        if (
-            isinstance(min_delay, bool)
-            or not isinstance(min_delay, int | float)
-            or not math.isfinite(min_delay)
-            or min_delay < 0
-        ):
-            raise KrytenValidationError(
-                f"RateLimiter: min_delay must be a finite number >= 0, got {min_delay!r}"
-            )
+        require_int("RateLimiter", "burst", burst, minimum=1)
+        require_seconds("RateLimiter", "min_delay", min_delay)
         self._burst = burst
         self._interval = float(min_delay)
         # A slot is free when the theoretical arrival time is at most this far ahead.

@@ -1,7 +1,7 @@
 """Request/reply with the bridge (PROTOCOL.md section 3) and the rank-checked commands.
 
 Every query goes to ``kryten.robot.command`` as ``{"service": "robot", "command", "args",
-"meta"}`` and absorbs the bridge's quirks in one place (:meth:`BridgeMixin._bridge`):
+"meta"}`` and absorbs the bridge's quirks in one place (:meth:`Bridge._bridge`):
 ``meta`` names the configured domain and channel exactly (the bridge ignores a request
 for another channel), ``state.*``/``system.*`` parameters go at the top level, a failure
 inside ``data`` raises like an outer ``success: false``, and silence (an unknown command,
@@ -16,19 +16,20 @@ or ignore; they report a missing rank or an unreachable bridge in their result.
 from __future__ import annotations
 
 import json
-import math
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from .commands import COMMANDS, CommandsMixin, CommandSpec
-from .errors import KrytenError, KrytenTimeoutError, KrytenValidationError, NoRespondersError
-from .subjects import ROBOT_COMMAND, service_command_subject, token, user_level_subject
+from ._core.feature import AttachedFeature
+from ._validate import require_number
+from .commands import BUILDERS, COMMANDS, build
+from .errors import BridgeError, KrytenTimeoutError, KrytenValidationError, NoRespondersError
+from .raw import Message, Payload, encode_message, utc_timestamp
+from .subjects import ROBOT_COMMAND, check_subject, service_command_subject, user_level_subject
 
 if TYPE_CHECKING:
     from .config import KrytenConfig
-    from .raw import Message, Payload
+    from .sending import CommandSender
 
 #: Default seconds to wait for queries the bridge forwards to CyTube (it waits 5 s itself,
 #: so a shorter wait would hide its own "CyTube did not respond" answer).
@@ -39,39 +40,13 @@ CYTUBE_ROUND_TRIP_TIMEOUT = 8.0
 SafeResult = dict[str, Any]
 
 
-class BridgeError(KrytenError):
-    """The bridge (or another Kryten service) answered, but reported a failure or sent a
-    reply that cannot be used.
-
-    ``command`` names the request, ``reply`` is the decoded reply (None if undecodable).
-    """
-
-    def __init__(self, message: str, *, command: str = "", reply: Any = None) -> None:
-        self.command = command
-        self.reply = reply
-        super().__init__(message)
-
-
-class _DryRun(CommandsMixin):
-    """Runs a command method's argument checks without sending anything."""
-
-    __slots__ = ()
-
-    def _send_command(
-        self, spec: CommandSpec, channel: str, data: dict[str, Any], domain: str | None
-    ) -> str:
-        return ""
-
-
-_DRY_RUN = _DryRun()
-
-
 def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
-class BridgeMixin:
-    """Queries answered by the bridge over ``kryten.robot.command``; mixed into the client.
+class Bridge(AttachedFeature):
+    """Queries answered by the bridge over ``kryten.robot.command`` (the client's query
+    and ``safe_`` methods delegate here).
 
     All methods block. ``timeout`` defaults to ``config.request_timeout``; ``domain``
     overrides the configured domain of ``channel``. A query raises
@@ -88,44 +63,31 @@ class BridgeMixin:
     ``{"success": False, "error": "rank check failed: ...", "rank": None}``.
     """
 
-    __slots__ = ()
+    def __init__(self, config: KrytenConfig, sender: CommandSender) -> None:
+        self.config = config
+        self._sender = sender
 
-    if TYPE_CHECKING:
-        config: KrytenConfig
-
-        def request_message(
-            self,
-            subject: str,
-            data: Payload = None,
-            *,
-            timeout: float | None = None,
-            headers: dict[str, str] | None = None,
-        ) -> Message: ...
+    def request_message(
+        self,
+        subject: str,
+        data: Payload = None,
+        *,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Message:
+        """Send a request and return the reply message (the client's ``request_message``)."""
+        link = self.require()
+        wait = self.config.request_timeout if timeout is None else timeout
+        return link.request(check_subject(subject), encode_message(data), wait, headers)
 
     # --- plumbing -------------------------------------------------------------------
 
     def _timeout(self, timeout: float | None, default: float | None = None) -> float:
         if timeout is None:
             return default if default is not None else self.config.request_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise KrytenValidationError(f"timeout must be a number, got {type(timeout).__name__}")
-        if not math.isfinite(timeout) or timeout <= 0:
-            raise KrytenValidationError(f"timeout must be a finite number > 0, got {timeout}")
-        return float(timeout)
-
-    def _target(self, channel: str | None, domain: str | None) -> tuple[str, str]:
-        """``(domain, channel)`` exactly as configured for ``channel`` (default: the first
-        configured channel); an unconfigured channel is used as given."""
-        if domain is not None and (not isinstance(domain, str) or not domain.strip()):
-            raise KrytenValidationError(f"domain must be a non-empty string, got {domain!r}")
-        if channel is None:
-            first = self.config.channels[0]
-            return domain or first.domain, first.channel
-        token(channel, "channel")
-        configured = self.config.channel_for(channel)
-        if configured is None:
-            return domain or self.config.default_domain(), channel
-        return domain or configured.domain, configured.channel
+        return float(
+            require_number("bridge query", "timeout", timeout, minimum=0, exclusive_minimum=True)
+        )
 
     def _bridge(
         self,
@@ -142,7 +104,7 @@ class BridgeMixin:
 
         ``params`` go at the top level of the request (``state.*``/``system.*``).
         """
-        domain, channel = self._target(channel, domain)
+        domain, channel = self.config.target(channel, domain)
         wait = self._timeout(timeout, default_timeout)
         service = self.config.service
         request: dict[str, Any] = {
@@ -151,7 +113,7 @@ class BridgeMixin:
             "args": dict(args or {}),
             "meta": {
                 "source": service.name if service is not None else "kryten-sync",
-                "timestamp": datetime.now(UTC).isoformat(),
+                "timestamp": utc_timestamp(),
                 "domain": domain,
                 "channel": channel,
                 "request_id": str(uuid.uuid4()),
@@ -397,7 +359,7 @@ class BridgeMixin:
         Same arguments as ``add_media``. The bridge waits up to 8 s for CyTube; a refusal
         (e.g. "playlist is locked") raises :class:`BridgeError` with CyTube's reason.
         """
-        _DRY_RUN.add_media(channel, media_type, media_id, position, temp, domain=domain)
+        build("add_media", channel, media_type, media_id, position, temp, domain=domain)
         args = {"type": media_type, "id": media_id, "pos": position, "temp": temp}
         data = self._bridge("addvideo", channel, args=args, domain=domain, timeout=timeout)
         uid = data.get("uid")
@@ -434,7 +396,7 @@ class BridgeMixin:
         timeout: float | None = None,
     ) -> Any:
         """The channel log (the ``readChanLog`` event's payload; needs rank 3)."""
-        _DRY_RUN.read_chan_log(channel, count, domain=domain)
+        build("read_chan_log", channel, count, domain=domain)
         return self._envelope_payload(
             "readChanLog", "log", channel, {"count": count}, domain=domain, timeout=timeout
         )
@@ -450,7 +412,7 @@ class BridgeMixin:
     ) -> Any:
         """Search results (the ``searchResults`` event's payload) for ``query`` in the
         channel library (``source="library"``) or on YouTube (``"yt"``)."""
-        _DRY_RUN.search_library(channel, query, source, domain=domain)
+        build("search_library", channel, query, source, domain=domain)
         args = {"query": query, "source": source}
         return self._envelope_payload(
             "searchLibrary", "results", channel, args, domain=domain, timeout=timeout
@@ -503,7 +465,7 @@ class BridgeMixin:
         Raises KrytenTimeoutError / NoRespondersError naming the subject when no bridge
         answers, BridgeError when it answers without a rank.
         """
-        domain, channel = self._target(channel, domain)
+        domain, channel = self.config.target(channel, domain)
         subject = user_level_subject(domain, channel)
         if any(c in subject for c in " \t\r\n*>"):
             raise KrytenValidationError(
@@ -552,7 +514,7 @@ class BridgeMixin:
         """Check arguments, then the bot's rank against ``COMMANDS[method].min_rank``,
         then send. Only argument errors (and a missing connection) raise."""
         need = COMMANDS[method].min_rank
-        getattr(_DRY_RUN, method)(channel, *args, domain=domain)
+        command = BUILDERS[method](channel, *args, domain=domain)
         try:
             rank = self.get_bot_rank(channel, domain=domain, timeout=timeout)
         except (KrytenTimeoutError, NoRespondersError, BridgeError) as exc:
@@ -563,8 +525,7 @@ class BridgeMixin:
                 "error": f"insufficient rank: need {need:g}, have {rank:g}",
                 "rank": rank,
             }
-        send: Callable[..., str] = getattr(self, method)
-        return {"success": True, "message_id": send(channel, *args, domain=domain)}
+        return {"success": True, "message_id": self._sender.send(command)}
 
     def safe_delete_media(
         self,
@@ -827,4 +788,4 @@ class BridgeMixin:
         return self._safe("delete_from_library", channel, domain, timeout, media_id)
 
 
-__all__ = ["CYTUBE_ROUND_TRIP_TIMEOUT", "BridgeError", "BridgeMixin", "SafeResult"]
+__all__ = ["CYTUBE_ROUND_TRIP_TIMEOUT", "Bridge", "BridgeError", "SafeResult"]

@@ -1,44 +1,53 @@
-"""The blocking, thread-safe :class:`KrytenClient`."""
+"""The blocking, thread-safe :class:`KrytenClient`: the flat, kryten-py-shaped surface.
+
+The client composes its parts and delegates to them: commands are built by
+:mod:`kryten_sync.commands` and sent by :class:`~kryten_sync.sending.CommandSender`;
+bridge queries live in :class:`~kryten_sync.bridge.Bridge`, key-value access in
+:class:`~kryten_sync.kv.KeyValueFeature`, the state buckets in
+:class:`~kryten_sync.state.ChannelState`; events reach handlers through the
+:class:`~kryten_sync._core.dispatch.Dispatcher`. Each part that needs the connection is a
+feature plugged into it (:mod:`kryten_sync._core.feature`).
+"""
 
 from __future__ import annotations
 
 import functools
-import json
+import inspect
 import logging
 import signal
 import threading
-import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from types import FrameType, TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
+from . import commands
 from ._core import exit as _exit
-from ._core.connection import Connection, Hooks
-from ._core.dispatch import ErrorHook, Handler, HandlerRegistry, check_sync_callable
-from ._ratelimit import RateLimiter
-from .bridge import BridgeMixin
-from .commands import CommandsMixin, CommandSpec
+from ._core.connection import Connection
+from ._core.dispatch import Dispatcher, ErrorHook, Handler, check_sync_callable
+from ._core.feature import Feature
+from .bridge import Bridge
 from .config import KrytenConfig
 from .errors import (
     KrytenError,
     KrytenValidationError,
     NotConnectedError,
-    PublishError,
     WrongThreadError,
 )
 from .events import Event
-from .kv import KeyValueMixin
+from .kv import KeyValueFeature
 from .raw import Message, Payload, Subscription, encode_message
+from .sending import CommandSender
 from .service.lifecycle import ServiceLifecycle
-from .service.metrics import MetricsServer
-from .stats import ChannelStatus, HandlerStats, HealthStatus
+from .service.metrics import Metrics
+from .state import ChannelState
+from .stats import ChannelStatus, HealthStatus
 from .streams import EventStream, Predicate
-from .subjects import command_subject, normalize_token, token
+from .subjects import check_subject, token
 
+P = ParamSpec("P")
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -58,21 +67,40 @@ def _close_abandoned(conn: Connection, name: str) -> None:
     ).start()
 
 
-def _check_subject(subject: object) -> str:
-    # Plain `in` tests: this runs on every publish.
-    if (
-        not isinstance(subject, str)
-        or not subject
-        or " " in subject
-        or "\t" in subject
-        or "\r" in subject
-        or "\n" in subject
-    ):
-        raise KrytenValidationError(f"invalid NATS subject {subject!r}")
-    return subject
+def _command_method(
+    builder: Callable[P, commands.Command],
+) -> Callable[Concatenate[KrytenClient, P], str]:
+    """A client method that builds a command with ``builder`` and sends it; returns
+    the correlation id. Signature and docstring are the builder's."""
+
+    def method(self: KrytenClient, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        return self._sender.send(builder(*args, **kwargs))
+
+    functools.update_wrapper(method, builder)
+    signature = inspect.signature(builder)
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[self_param, *signature.parameters.values()], return_annotation="str"
+    )
+    return method
 
 
-class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
+def _delegate(
+    part: str, fn: Callable[Concatenate[Any, P], R]
+) -> Callable[Concatenate[KrytenClient, P], R]:
+    """A client method that calls the method ``fn`` of the part ``self.<part>``; its
+    signature and docstring are ``fn``'s."""
+    name = fn.__name__
+
+    def method(self: KrytenClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        bound: Callable[P, R] = getattr(getattr(self, part), name)
+        return bound(*args, **kwargs)
+
+    functools.update_wrapper(method, fn)
+    return method
+
+
+class KrytenClient:
     """A synchronous Kryten client, safe to share between threads.
 
     The NATS connection lives on a daemon thread running an asyncio loop; every method
@@ -89,16 +117,30 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
             logger = logging.getLogger("kryten_sync")
             logger.setLevel(self.config.log_level)
         self.logger = logger
-        self._registry = HandlerRegistry()
         self._stop_event = threading.Event()
-        self._hooks = Hooks(registry=self._registry, stop_run=self._stop_event.set)
         self._conn: Connection | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.RLock()
         self._stop_signal: str | None = None
-        self._chat_limiter = RateLimiter(self.config.chat_burst, self.config.chat_min_delay)
-        self._metrics_server = MetricsServer(self)
-        self.lifecycle = ServiceLifecycle(self)
+        # The parts. None refers back to the client: the loop would keep an abandoned
+        # client alive, and it could never be closed when collected.
+        config = self.config
+        self._dispatcher = Dispatcher(config)
+        self._sender = CommandSender(config)
+        self._bridge = Bridge(config, self._sender)
+        self._kv = KeyValueFeature()
+        self._state = ChannelState(self._kv, config)
+        self._metrics = Metrics(config, logger, self._dispatcher)
+        self.lifecycle = ServiceLifecycle(config, logger, self._metrics)
+        # Plugged into each connection in this order, after the dispatcher: metrics
+        # binds its ports before the lifecycle's startup message advertises them.
+        self._features: tuple[Feature, ...] = (
+            self._sender,
+            self._bridge,
+            self._kv,
+            self._metrics,
+            self.lifecycle,
+        )
 
     def __repr__(self) -> str:
         channels = ", ".join(f"{c.domain}/{c.channel}" for c in self.config.channels)
@@ -115,11 +157,17 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         with self._lock:
             if self._conn is not None:
                 return
-            conn = Connection(self.config, self._hooks, self.logger)
+            conn = Connection(
+                self.config,
+                self.logger,
+                self._dispatcher,
+                self._features,
+                self._stop_event.set,
+            )
             conn.open()
             self._conn = conn
             self._stop_event.clear()
-            _exit.track(self)
+            _exit.track(self._close_at_exit)
             # A client dropped while connected (a re-run notebook cell) is closed, not
             # leaked: nothing on the connection's threads refers back to it.
             self._finalizer = weakref.finalize(self, _close_abandoned, conn, repr(self))
@@ -258,7 +306,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
 
         def register(fn: F) -> F:
             check_sync_callable(fn, "handler")
-            self._registry.add(self._handler(event, channel, domain, fn, concurrent))
+            self._dispatcher.registry.add(self._handler(event, channel, domain, fn, concurrent))
             return fn
 
         return register if handler is None else register(handler)
@@ -283,25 +331,28 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
 
     def remove_handler(self, fn: Callable[..., None]) -> None:
         """Unregister every registration of ``fn``."""
-        for handler in [h for h in self._registry.handlers if h.fn == fn]:
-            self._registry.remove(handler)
+        registry = self._dispatcher.registry
+        for handler in [h for h in registry.handlers if h.fn == fn]:
+            registry.remove(handler)
 
     def on_error(self, hook: ErrorHook) -> ErrorHook:
         """Set the hook called as ``hook(exc, event)`` when a handler raises (decorator)."""
         check_sync_callable(hook, "on_error hook")
-        self._hooks.error_hook = hook
+        self._dispatcher.error_hook = hook
         return hook
 
     def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` on a worker thread when the connection drops."""
         check_sync_callable(callback, "disconnect callback")
-        self._hooks.on_disconnect.append(callback)
+        dispatcher = self._dispatcher
+        dispatcher.disconnect_callbacks = (*dispatcher.disconnect_callbacks, callback)
         return callback
 
     def on_reconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` on a worker thread after a reconnect."""
         check_sync_callable(callback, "reconnect callback")
-        self._hooks.on_reconnect.append(callback)
+        dispatcher = self._dispatcher
+        dispatcher.reconnect_callbacks = (*dispatcher.reconnect_callbacks, callback)
         return callback
 
     # -- blocking consumption ----------------------------------------------------------
@@ -322,8 +373,9 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         self._require()
         stream = EventStream(lambda: self._conn is not None, predicate, maxsize)
         handler = self._handler(event, channel, domain, stream._push, False)
-        stream.detach = functools.partial(self._registry.remove, handler)
-        self._registry.add(handler)
+        registry = self._dispatcher.registry
+        stream.detach = functools.partial(registry.remove, handler)
+        registry.add(handler)
         return stream
 
     def wait_for(
@@ -354,7 +406,7 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         reconnecting). Use :meth:`flush` to wait for the server.
         """
         conn = self._require()
-        conn.publisher.put(_check_subject(subject), encode_message(data), headers, None)
+        conn.publisher.put(check_subject(subject), encode_message(data), headers, None)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the server has processed everything published so far."""
@@ -366,24 +418,9 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         """Subscribe ``subject`` (wildcards allowed); ``handler(msg)`` runs on the
         subscription's own worker thread, in order. ``queue`` joins a queue group."""
         check_sync_callable(handler, "handler")
-        return self._require().subscribe(_check_subject(subject), handler, queue)
+        return self._require().subscribe(check_subject(subject), handler, queue)
 
-    def request_message(
-        self,
-        subject: str,
-        data: Payload = None,
-        *,
-        timeout: float | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Message:
-        """Send a request and return the reply message.
-
-        Raises NoRespondersError when nobody listens, KrytenTimeoutError (a
-        TimeoutError) when no reply comes within ``timeout``.
-        """
-        conn = self._require()
-        wait = self.config.request_timeout if timeout is None else timeout
-        return conn.request(_check_subject(subject), encode_message(data), wait, headers)
+    request_message = _delegate("_bridge", Bridge.request_message)
 
     def request(
         self,
@@ -400,59 +437,128 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
         except ValueError as exc:
             raise KrytenError(f"reply on {subject!r} is not JSON: {msg.data[:80]!r}") from exc
 
-    # -- commands ------------------------------------------------------------------------
+    # -- commands (kryten_sync.commands builds them, CommandSender sends them) -----------
+    send_chat = _command_method(commands.send_chat)
+    send_pm = _command_method(commands.send_pm)
+    add_media = _command_method(commands.add_media)
+    delete_media = _command_method(commands.delete_media)
+    move_media = _command_method(commands.move_media)
+    jump_to = _command_method(commands.jump_to)
+    clear_playlist = _command_method(commands.clear_playlist)
+    shuffle_playlist = _command_method(commands.shuffle_playlist)
+    set_temp = _command_method(commands.set_temp)
+    play_next = _command_method(commands.play_next)
+    pause = _command_method(commands.pause)
+    play = _command_method(commands.play)
+    seek = _command_method(commands.seek)
+    kick_user = _command_method(commands.kick_user)
+    ban_user = _command_method(commands.ban_user)
+    voteskip = _command_method(commands.voteskip)
+    assign_leader = _command_method(commands.assign_leader)
+    mute_user = _command_method(commands.mute_user)
+    shadow_mute_user = _command_method(commands.shadow_mute_user)
+    unmute_user = _command_method(commands.unmute_user)
+    set_motd = _command_method(commands.set_motd)
+    set_channel_css = _command_method(commands.set_channel_css)
+    set_channel_js = _command_method(commands.set_channel_js)
+    set_options = _command_method(commands.set_options)
+    set_permissions = _command_method(commands.set_permissions)
+    update_emote = _command_method(commands.update_emote)
+    remove_emote = _command_method(commands.remove_emote)
+    add_filter = _command_method(commands.add_filter)
+    update_filter = _command_method(commands.update_filter)
+    remove_filter = _command_method(commands.remove_filter)
+    new_poll = _command_method(commands.new_poll)
+    vote = _command_method(commands.vote)
+    close_poll = _command_method(commands.close_poll)
+    set_channel_rank = _command_method(commands.set_channel_rank)
+    request_channel_ranks = _command_method(commands.request_channel_ranks)
+    request_banlist = _command_method(commands.request_banlist)
+    unban = _command_method(commands.unban)
+    read_chan_log = _command_method(commands.read_chan_log)
+    search_library = _command_method(commands.search_library)
+    delete_from_library = _command_method(commands.delete_from_library)
 
-    def _send_command(
-        self, spec: CommandSpec, channel: str, data: dict[str, Any], domain: str | None
-    ) -> str:
-        # `domain` is validated by the mixin but not sent: the bridge's command subjects
-        # carry the literal "cytube" and the body has no domain (PROTOCOL.md section 2).
-        conn = self._require()
-        correlation_id = str(uuid.uuid4())
-        body = {
-            "action": spec.action,
-            "data": data,
-            "correlation_id": correlation_id,
-            "timestamp": datetime.now(UTC).isoformat(),
-        }
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        subject = command_subject(channel, spec.action)
-        if spec.rate_limited:
-            self._chat_limiter.acquire()
-        attempt = 0
-        while True:
-            try:
-                conn.publisher.put(subject, payload, None, spec.action)
-                return correlation_id
-            except PublishError as exc:
-                # Only errors raised before nats-py took the message are retried, so a
-                # command that was accepted is never sent twice.
-                if not exc.retryable or attempt >= self.config.retry_attempts:
-                    raise
-                time.sleep(self.config.retry_delay * 2**attempt)
-                attempt += 1
+    # -- bridge queries and rank-checked commands (bridge.py) ---------------------------
+
+    ping = _delegate("_bridge", Bridge.ping)
+    get_version = _delegate("_bridge", Bridge.get_version)
+    get_stats = _delegate("_bridge", Bridge.get_stats)
+    get_channels = _delegate("_bridge", Bridge.get_channels)
+    get_services = _delegate("_bridge", Bridge.get_services)
+    get_config = _delegate("_bridge", Bridge.get_config)
+    get_userlist = _delegate("_bridge", Bridge.get_userlist)
+    get_playlist = _delegate("_bridge", Bridge.get_playlist)
+    get_emotes = _delegate("_bridge", Bridge.get_emotes)
+    get_motd = _delegate("_bridge", Bridge.get_motd)
+    get_user = _delegate("_bridge", Bridge.get_user)
+    get_all_profiles = _delegate("_bridge", Bridge.get_all_profiles)
+    add_media_and_wait = _delegate("_bridge", Bridge.add_media_and_wait)
+    get_banlist = _delegate("_bridge", Bridge.get_banlist)
+    get_channel_ranks = _delegate("_bridge", Bridge.get_channel_ranks)
+    get_chan_log = _delegate("_bridge", Bridge.get_chan_log)
+    get_library_search = _delegate("_bridge", Bridge.get_library_search)
+    send_command = _delegate("_bridge", Bridge.send_command)
+    get_bot_rank = _delegate("_bridge", Bridge.get_bot_rank)
+    safe_delete_media = _delegate("_bridge", Bridge.safe_delete_media)
+    safe_clear_playlist = _delegate("_bridge", Bridge.safe_clear_playlist)
+    safe_shuffle_playlist = _delegate("_bridge", Bridge.safe_shuffle_playlist)
+    safe_set_temp = _delegate("_bridge", Bridge.safe_set_temp)
+    safe_ban_user = _delegate("_bridge", Bridge.safe_ban_user)
+    safe_assign_leader = _delegate("_bridge", Bridge.safe_assign_leader)
+    safe_set_motd = _delegate("_bridge", Bridge.safe_set_motd)
+    safe_set_channel_css = _delegate("_bridge", Bridge.safe_set_channel_css)
+    safe_set_channel_js = _delegate("_bridge", Bridge.safe_set_channel_js)
+    safe_set_options = _delegate("_bridge", Bridge.safe_set_options)
+    safe_set_permissions = _delegate("_bridge", Bridge.safe_set_permissions)
+    safe_update_emote = _delegate("_bridge", Bridge.safe_update_emote)
+    safe_remove_emote = _delegate("_bridge", Bridge.safe_remove_emote)
+    safe_add_filter = _delegate("_bridge", Bridge.safe_add_filter)
+    safe_update_filter = _delegate("_bridge", Bridge.safe_update_filter)
+    safe_remove_filter = _delegate("_bridge", Bridge.safe_remove_filter)
+    safe_set_channel_rank = _delegate("_bridge", Bridge.safe_set_channel_rank)
+    safe_request_channel_ranks = _delegate("_bridge", Bridge.safe_request_channel_ranks)
+    safe_request_banlist = _delegate("_bridge", Bridge.safe_request_banlist)
+    safe_unban = _delegate("_bridge", Bridge.safe_unban)
+    safe_read_chan_log = _delegate("_bridge", Bridge.safe_read_chan_log)
+    safe_delete_from_library = _delegate("_bridge", Bridge.safe_delete_from_library)
+
+    # -- the bridge's state buckets (state.py) -------------------------------------------
+
+    get_state_playlist_items = _delegate("_state", ChannelState.get_state_playlist_items)
+    get_state_current_media = _delegate("_state", ChannelState.get_state_current_media)
+    get_state_current_uid = _delegate("_state", ChannelState.get_state_current_uid)
+    get_state_userlist = _delegate("_state", ChannelState.get_state_userlist)
+    get_state_emotes = _delegate("_state", ChannelState.get_state_emotes)
+    get_state_motd = _delegate("_state", ChannelState.get_state_motd)
+    get_state_css = _delegate("_state", ChannelState.get_state_css)
+    get_state_js = _delegate("_state", ChannelState.get_state_js)
+    get_state_channel_css = get_state_css
+    get_state_channel_js = get_state_js
+
+    # -- key-value (kv.py) ----------------------------------------------------------------
+
+    get_kv_store = _delegate("_kv", KeyValueFeature.get_kv_store)
+    get_or_create_kv_store = _delegate("_kv", KeyValueFeature.get_or_create_kv_store)
+    kv_get = _delegate("_kv", KeyValueFeature.kv_get)
+    kv_keys = _delegate("_kv", KeyValueFeature.kv_keys)
+    kv_get_all = _delegate("_kv", KeyValueFeature.kv_get_all)
+    kv_put = _delegate("_kv", KeyValueFeature.kv_put)
+    kv_delete = _delegate("_kv", KeyValueFeature.kv_delete)
+    kv_watch = _delegate("_kv", KeyValueFeature.kv_watch)
 
     # -- health ------------------------------------------------------------------------
 
     @property
     def channels(self) -> list[ChannelStatus]:
         """The configured channels with their delivery counters."""
-        conn = self._conn
-        result = []
-        for cfg in self.config.channels:
-            tok = normalize_token(cfg.channel)
-            source = conn.channel_sources.get(tok) if conn is not None else None
-            result.append(ChannelStatus.of(cfg.domain, cfg.channel, tok, source))
-        return result
+        return self._dispatcher.channel_statuses()
 
     def health(self) -> HealthStatus:
         """A snapshot of the connection state and the counters."""
-        conn = self._conn
-        if conn is None:
-            return HealthStatus.disconnected(self.channels)
-        return HealthStatus.of(conn, self.channels, conn.handler_stats() or HandlerStats())
+        return self._dispatcher.health(self._conn)
 
-    # -- lifecycle, health and metrics (lifecycle.py, metrics.py) -------------------------
+    # -- lifecycle, health and metrics (service/) -------------------------
 
     def on_group_restart(
         self, callback: Callable[[dict[str, Any]], None]
@@ -466,19 +572,19 @@ class KrytenClient(CommandsMixin, BridgeMixin, KeyValueMixin):
 
     def add_health_check(self, name: str, check: Callable[[], object]) -> Callable[[], object]:
         """Show ``check()`` (a bool or a dict) in ``/health``; a failing check gives 503."""
-        return self._metrics_server.add_health_check(name, check)
+        return self._metrics.add_health_check(name, check)
 
     @property
-    def metrics_registry(self) -> MetricsServer.Registry:
+    def metrics_registry(self) -> Metrics.Registry:
         """This client's private prometheus_client registry, served on ``/metrics``."""
-        return self._metrics_server.registry
+        return self._metrics.registry
 
     @property
     def health_url(self) -> str | None:
         """The URL of ``/health`` while it is served, else None."""
-        return self._metrics_server.url("health")
+        return self._metrics.url("health")
 
     @property
     def metrics_url(self) -> str | None:
         """The URL of ``/metrics`` while it is served, else None."""
-        return self._metrics_server.url("metrics")
+        return self._metrics.url("metrics")

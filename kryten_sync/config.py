@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from .errors import KrytenValidationError
-from .subjects import normalize_token, service_token
+from .subjects import normalize_token, service_token, token
 
 _Loc = tuple[str | int, ...]
 _Problem = tuple[_Loc, str]
@@ -479,6 +479,38 @@ class KrytenConfig(_Model):
     def default_domain(self) -> str:
         """The domain of the first configured channel."""
         return self.channels[0].domain
+
+    def target(self, channel: str | None, domain: str | None = None) -> tuple[str, str]:
+        """``(domain, channel)`` as configured for ``channel`` (None: the first configured
+        channel); an unconfigured channel is used as given, on the default domain.
+        ``domain`` overrides the domain."""
+        if domain is not None and (not isinstance(domain, str) or not domain.strip()):
+            raise KrytenValidationError(f"domain must be a non-empty string, got {domain!r}")
+        if channel is None:
+            first = self.channels[0]
+            return domain or first.domain, first.channel
+        token(channel, "channel")
+        configured = self.channel_for(channel)
+        if configured is None:
+            return domain or self.default_domain(), channel
+        return domain or configured.domain, configured.channel
+
+    def check_command_domain(self, channel: str, domain: str) -> None:
+        """Refuse a command ``domain`` this client is not configured for: command subjects
+        carry no domain, so such a domain could only be a mistake."""
+        wanted = normalize_token(domain)
+        domains = {normalize_token(c.domain) for c in self.channels}
+        if wanted not in domains:
+            raise KrytenValidationError(
+                f"domain {domain!r} is not configured (configured: "
+                f"{', '.join(sorted({c.domain for c in self.channels}))})"
+            )
+        name = normalize_token(channel)
+        on = [c.domain for c in self.channels if normalize_token(c.channel) == name]
+        if on and wanted not in {normalize_token(d) for d in on}:
+            raise KrytenValidationError(
+                f"channel {channel!r} is configured on {', '.join(on)}, not on {domain!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> KrytenConfig:

@@ -1,13 +1,33 @@
-"""The exceptions kryten-sync raises.
+"""Every exception kryten-sync raises, in one place.
 
-Every error derives from :class:`KrytenError`. Where a builtin category fits, the
-error also derives from it (a timeout is a ``TimeoutError``, bad input a
-``ValueError``) so generic ``except`` clauses keep working.
+Each derives from :class:`KrytenError`; where a builtin category fits, also from it (a
+timeout is a ``TimeoutError``, bad input a ``ValueError``), so generic ``except``
+clauses keep working::
+
+    KrytenError
+    ├── KrytenConnectionError               cannot connect, or the connection is gone
+    │   ├── NotConnectedError               called before connect() / after disconnect()
+    │   │   └── ClientClosedError           the connection closed while in use
+    │   └── LoopDiedError                   the loop thread ended; __cause__ says why
+    ├── KrytenValidationError (ValueError)  bad input, refused before anything is sent
+    │   └── MalformedEventError             a message that is not an event envelope
+    ├── KrytenTimeoutError (TimeoutError)   no reply in time
+    ├── NoRespondersError                   nobody is subscribed to the request subject
+    ├── PublishError                        a publish that cannot be sent (retryable?)
+    ├── BridgeError                         the bridge answered with a failure
+    ├── KeyValueError                       a key-value operation failed
+    │   ├── BucketNotFoundError
+    │   └── BucketConfigError               an existing bucket is configured otherwise
+    ├── WrongThreadError (RuntimeError)     a blocking call on the client's loop thread
+    ├── ForkedProcessError (RuntimeError)   used in a child after fork()
+    └── EmbeddedServerError (RuntimeError)  the embedded nats-server failed
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+import socket
+import ssl
+from typing import Any, NoReturn
 
 
 class KrytenError(Exception):
@@ -69,14 +89,75 @@ class LoopDiedError(KrytenConnectionError):
     """The client's event-loop thread ended unexpectedly; ``__cause__`` holds why."""
 
 
+class MalformedEventError(KrytenValidationError):
+    """A message is not a valid event envelope; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason: str = reason
+        super().__init__(f"malformed event: {reason}", [reason])
+
+    def __reduce__(self) -> tuple[type[MalformedEventError], tuple[str]]:
+        return (type(self), (self.reason,))
+
+
+class BridgeError(KrytenError):
+    """The bridge (or another Kryten service) answered, but reported a failure or sent a
+    reply that cannot be used.
+
+    ``command`` names the request, ``reply`` is the decoded reply (None if undecodable).
+    """
+
+    def __init__(self, message: str, *, command: str = "", reply: Any = None) -> None:
+        self.command = command
+        self.reply = reply
+        super().__init__(message)
+
+
+class KeyValueError(KrytenError):
+    """A key-value operation failed; ``bucket`` names the bucket."""
+
+    def __init__(self, message: str, *, bucket: str = "") -> None:
+        self.bucket = bucket
+        super().__init__(message)
+
+
+class BucketNotFoundError(KeyValueError):
+    """The key-value bucket does not exist (writes, watches and get_kv_store raise it;
+    reads return their default instead)."""
+
+
+class BucketConfigError(KeyValueError):
+    """An existing bucket's configuration differs from the one requested.
+
+    ``differences`` maps each differing setting (``history``, ``ttl``,
+    ``max_value_size``) to ``(existing, requested)``.
+    """
+
+    def __init__(
+        self, message: str, *, bucket: str, differences: dict[str, tuple[object, object]]
+    ) -> None:
+        self.differences = differences
+        super().__init__(message, bucket=bucket)
+
+
+class EmbeddedServerError(KrytenError, RuntimeError):
+    """The embedded nats-server is missing, did not start or did not stop."""
+
+
 __all__ = [
+    "BridgeError",
+    "BucketConfigError",
+    "BucketNotFoundError",
     "ClientClosedError",
+    "EmbeddedServerError",
     "ForkedProcessError",
+    "KeyValueError",
     "KrytenConnectionError",
     "KrytenError",
     "KrytenTimeoutError",
     "KrytenValidationError",
     "LoopDiedError",
+    "MalformedEventError",
     "NoRespondersError",
     "NotConnectedError",
     "PublishError",
@@ -116,3 +197,44 @@ def raise_translated(exc: BaseException, what: str) -> NoReturn:
     if err is exc:
         raise exc
     raise err from exc
+
+
+def describe_connect_error(exc: BaseException, servers: list[str]) -> str:
+    """A one-line reason for a failed connect, naming the servers (without credentials)."""
+    import nats.errors  # noqa: PLC0415 - keep `import kryten_sync.errors` light
+
+    where = ", ".join(servers)
+    text = str(exc)
+    if isinstance(exc, ConnectionResetError):
+        return (
+            f"{where} closed the connection during the handshake (wrong credentials, or "
+            "TLS expected on one side only?)"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where} (is nats-server running on that port?)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host of {where}: {exc.strerror}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate of {where} not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with {where} failed: {exc.reason or exc}"
+    if "authorization violation" in text.lower() or isinstance(exc, nats.errors.AuthorizationError):
+        return (
+            f"{where} refused the credentials (authorization violation): check user/"
+            "password, token, nkey seed or creds file"
+        )
+    if isinstance(exc, TimeoutError):
+        return f"timed out connecting to {where}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot connect to {where}: {exc.strerror}"
+    return f"cannot connect to {where}: {text or type(exc).__name__}"
+
+
+def is_fatal_connect_error(exc: BaseException) -> bool:
+    """Errors that retrying the same servers will not cure."""
+    import nats.errors  # noqa: PLC0415
+
+    return (
+        isinstance(exc, ssl.SSLError | nats.errors.AuthorizationError)
+        or "authorization violation" in str(exc).lower()
+    )

@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .errors import KrytenValidationError
+from .errors import MalformedEventError
 
 _log = logging.getLogger(__name__)
 
@@ -214,17 +214,6 @@ Event: TypeAlias = (
     | MotdEvent
 )
 """Anything :func:`decode_event` returns."""
-
-
-class MalformedEventError(KrytenValidationError):
-    """A message is not a valid event envelope; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason: str = reason
-        super().__init__(f"malformed event: {reason}", [reason])
-
-    def __reduce__(self) -> tuple[type[MalformedEventError], tuple[str]]:
-        return (type(self), (self.reason,))
 
 
 # --------------------------------------------------------------------------- envelope

@@ -1,9 +1,10 @@
-"""JetStream key-value access and the bridge's state buckets (PROTOCOL.md section 5).
+"""JetStream key-value access (the bridge's state buckets are read through it: state.py).
 
-Every blocking method runs one coroutine on the connection's loop. Bucket handles (nats-py
-``KeyValue`` objects: a bucket name and a JetStream context, nothing tied to one socket)
-are cached per :class:`~kryten_sync._core.connection.Connection`, so they outlive nats-py's
-reconnects; a new ``connect()`` starts a new cache.
+:class:`KeyValueFeature` is a connection feature (:mod:`kryten_sync._core.feature`); the client's
+``kv_*`` methods delegate to it. Every blocking method runs one coroutine on the
+connection's loop. Bucket handles (nats-py ``KeyValue`` objects: a bucket name and a
+JetStream context, nothing tied to one socket) are cached per connection, so they outlive
+nats-py's reconnects; a new ``connect()`` starts a new cache.
 
 A watch is an ordered JetStream push consumer feeding its own :class:`Worker` thread (one
 per watch, entries in stream order). nats-py notices a consumer lost in a server restart
@@ -31,7 +32,12 @@ from nats.js import api
 from nats.js.kv import KeyValue
 
 from ._core.dispatch import Worker, check_sync_callable
+from ._core.feature import AttachedFeature, Link
+from ._validate import fail, require_int, require_number, require_text
 from .errors import (
+    BucketConfigError,
+    BucketNotFoundError,
+    KeyValueError,
     KrytenConnectionError,
     KrytenError,
     KrytenValidationError,
@@ -39,15 +45,11 @@ from .errors import (
     NotConnectedError,
 )
 from .raw import encode_payload
-from .state import StateMixin
 from .stats import HandlerStats
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
-
-    from ._core.connection import Connection
-    from .config import KrytenConfig
 
 T = TypeVar("T")
 
@@ -63,39 +65,12 @@ _CONSUMER_INACTIVE = 60.0  # server removes a watch consumer nobody listens to a
 # --------------------------------------------------------------------------- errors
 
 
-class KeyValueError(KrytenError):
-    """A key-value operation failed; ``bucket`` names the bucket."""
-
-    def __init__(self, message: str, *, bucket: str = "") -> None:
-        self.bucket = bucket
-        super().__init__(message)
-
-
-class BucketNotFoundError(KeyValueError):
-    """The key-value bucket does not exist (writes, watches and get_kv_store raise it;
-    reads return their default instead)."""
-
-
-class BucketConfigError(KeyValueError):
-    """An existing bucket's configuration differs from the one requested.
-
-    ``differences`` maps each differing setting (``history``, ``ttl``,
-    ``max_value_size``) to ``(existing, requested)``.
-    """
-
-    def __init__(
-        self, message: str, *, bucket: str, differences: dict[str, tuple[object, object]]
-    ) -> None:
-        self.differences = differences
-        super().__init__(message, bucket=bucket)
-
-
 # --------------------------------------------------------------------------- values
 
 
 @dataclass(frozen=True, slots=True)
 class KvEntry:
-    """One change seen by :meth:`KeyValueMixin.kv_watch`."""
+    """One change seen by :meth:`KeyValueFeature.kv_watch`."""
 
     bucket: str
     key: str
@@ -122,6 +97,11 @@ def _check_bucket(bucket: object) -> str:
             f"invalid key-value bucket name {bucket!r}: use letters, digits, '-' and '_'"
         )
     return bucket
+
+
+def is_bucket_name(name: str) -> bool:
+    """Whether ``name`` is a valid bucket name (letters, digits, ``-`` and ``_``)."""
+    return _BUCKET_RE.match(name) is not None
 
 
 def _valid_key(key: str) -> bool:
@@ -224,13 +204,11 @@ def _differences(
 class _KvState:
     """Key-value state of one connection; used on its loop thread only."""
 
-    def __init__(self, conn: Connection) -> None:
-        assert conn.nc is not None
-        self.conn = conn
-        self.js: JetStreamContext = conn.nc.jetstream(timeout=conn.config.request_timeout)
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.js: JetStreamContext = link.nc.jetstream(timeout=link.config.request_timeout)
         self.buckets: dict[str, KeyValue] = {}
         self.watches: set[_Watch] = set()
-        conn.reconnect_listeners.append(self._restart_watches)
 
     async def bind(self, bucket: str, *, missing_ok: bool = False) -> KeyValue | None:
         """The cached handle of ``bucket``; None (missing_ok) or BucketNotFoundError if
@@ -279,20 +257,12 @@ class _KvState:
     def add_watch(self, watch: _Watch) -> None:
         self.watches.add(watch)
 
-    def _restart_watches(self) -> None:
+    def restart_watches(self) -> None:
         """After a reconnect, re-create the watches' consumers: nats-py's ordered
         consumer notices a consumer lost in a server restart only after missed
         heartbeats (about 15 s)."""
         for watch in list(self.watches):
             watch.restart()
-
-
-def _state(conn: Connection) -> _KvState:
-    """The key-value state of ``conn`` (loop thread; one loop per connection)."""
-    state = conn.extensions.get("kv")
-    if state is None:
-        state = conn.extensions["kv"] = _KvState(conn)
-    return cast(_KvState, state)
 
 
 def _entry(bucket: str, prefix: str, msg: Msg, seq: int) -> KvEntry | None:
@@ -331,7 +301,7 @@ class _Watch:
         include_current: bool,
     ) -> None:
         self.state = state
-        self.conn = state.conn
+        self.link = state.link
         self.bucket = bucket
         self.pattern = pattern
         self.handler = handler
@@ -360,15 +330,12 @@ class _Watch:
             self.snapshot_end = info.state.last_seq
         else:
             self.last_seq = info.state.last_seq
-        self.worker = Worker(
-            f"kv-{self.bucket}", self._process, self.conn.config.handler_queue_size
-        )
+        self.worker = self.link.start_worker(f"kv-{self.bucket}", self._process)
         try:
             self.sub = await self._subscribe()
         except BaseException:
-            await self.worker.finish(0.0, None)
+            await self.link.astop_worker(self.worker, None)
             raise
-        self.conn.extra_workers.append(self.worker)
         self.state.add_watch(self)
 
     async def _subscribe(self) -> JetStreamContext.PushSubscription:
@@ -405,7 +372,7 @@ class _Watch:
             self.snapshot_end = 0  # caught up: the first values are all delivered
 
     def _process(self, entry: KvEntry) -> None:
-        self.conn._invoke(self.handler, entry, self.conn.hooks.error_hook, self.stats)
+        self.link.invoke(self.handler, entry, self.stats)
 
     def restart(self) -> None:
         """Re-create the consumer after the last delivered sequence (loop thread)."""
@@ -417,7 +384,7 @@ class _Watch:
 
     async def _resubscribe(self) -> None:
         delay = 0.05
-        while self.restart_wanted and not self.stopped and not self.conn.closing:
+        while self.restart_wanted and not self.stopped and not self.link.closing:
             self.restart_wanted = False
             old, self.sub = self.sub, None
             if old is not None:
@@ -427,7 +394,7 @@ class _Watch:
                 self.sub = await self._subscribe()
             except Exception as exc:
                 self.restart_wanted = True
-                self.conn.log.limited(
+                self.link.log.limited(
                     f"kv-watch-{id(self)}",
                     "key-value watch on %s cannot resume yet: %r",
                     self.subject,
@@ -447,26 +414,23 @@ class _Watch:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        worker = self.worker
-        if worker is not None:
-            with contextlib.suppress(ValueError):
-                self.conn.extra_workers.remove(worker)
-            await worker.finish(self.conn.config.shutdown_timeout, caller)
+        if self.worker is not None:
+            await self.link.astop_worker(self.worker, caller)
 
 
 # --------------------------------------------------------------------------- handles
 
 
 class KvWatch:
-    """A running :meth:`KeyValueMixin.kv_watch`; :meth:`stop` ends it.
+    """A running :meth:`KeyValueFeature.kv_watch`; :meth:`stop` ends it.
 
     Also a context manager. Disconnecting the client ends every watch.
     """
 
-    __slots__ = ("_conn", "_watch")
+    __slots__ = ("_link", "_watch")
 
-    def __init__(self, conn: Connection, watch: _Watch) -> None:
-        self._conn = conn
+    def __init__(self, link: Link, watch: _Watch) -> None:
+        self._link = link
         self._watch = watch
 
     def __repr__(self) -> str:
@@ -489,7 +453,7 @@ class KvWatch:
 
     @property
     def active(self) -> bool:
-        return not self._watch.stopped and not self._conn.closing
+        return not self._watch.stopped and not self._link.closing
 
     def stop(self) -> None:
         """Stop delivering (entries already queued are still handled, within
@@ -498,9 +462,9 @@ class KvWatch:
         if watch.stopped:
             return
         caller = threading.current_thread()
-        timeout = self._conn.config.shutdown_timeout + self._conn.config.request_timeout
+        timeout = self._link.config.shutdown_timeout + self._link.config.request_timeout
         try:
-            self._conn.call(watch.stop(caller), f"stop watching {watch.subject!r}", timeout)
+            self._link.call(watch.stop(caller), f"stop watching {watch.subject!r}", timeout)
         except (NotConnectedError, LoopDiedError):
             watch.stopped = True  # the connection, and the watch with it, is gone
 
@@ -514,40 +478,40 @@ class KvWatch:
 class KeyValueStore:
     """A bound bucket: thin sugar over the client's ``kv_*`` methods (same semantics)."""
 
-    __slots__ = ("_client", "bucket")
+    __slots__ = ("_kv", "bucket")
 
-    def __init__(self, client: KeyValueMixin, bucket: str) -> None:
-        self._client = client
+    def __init__(self, kv: KeyValueFeature, bucket: str) -> None:
+        self._kv = kv
         self.bucket = bucket
 
     def __repr__(self) -> str:
         return f"<KeyValueStore {self.bucket!r}>"
 
     def get(self, key: str, default: Any = None, *, parse_json: bool = False) -> Any:
-        """See :meth:`KeyValueMixin.kv_get`."""
-        return self._client.kv_get(self.bucket, key, default, parse_json=parse_json)
+        """See :meth:`KeyValueFeature.kv_get`."""
+        return self._kv.kv_get(self.bucket, key, default, parse_json=parse_json)
 
     def put(self, key: str, value: Any) -> int:
-        """See :meth:`KeyValueMixin.kv_put`."""
-        return self._client.kv_put(self.bucket, key, value)
+        """See :meth:`KeyValueFeature.kv_put`."""
+        return self._kv.kv_put(self.bucket, key, value)
 
     def delete(self, key: str) -> None:
-        """See :meth:`KeyValueMixin.kv_delete`."""
-        self._client.kv_delete(self.bucket, key)
+        """See :meth:`KeyValueFeature.kv_delete`."""
+        self._kv.kv_delete(self.bucket, key)
 
     def keys(self) -> list[str]:
-        """See :meth:`KeyValueMixin.kv_keys`."""
-        return self._client.kv_keys(self.bucket)
+        """See :meth:`KeyValueFeature.kv_keys`."""
+        return self._kv.kv_keys(self.bucket)
 
     def get_all(self, *, parse_json: bool = False) -> dict[str, Any]:
-        """See :meth:`KeyValueMixin.kv_get_all`."""
-        return self._client.kv_get_all(self.bucket, parse_json=parse_json)
+        """See :meth:`KeyValueFeature.kv_get_all`."""
+        return self._kv.kv_get_all(self.bucket, parse_json=parse_json)
 
     def watch(
         self, key_or_pattern: str, handler: KvHandler, *, include_current: bool = False
     ) -> KvWatch:
-        """See :meth:`KeyValueMixin.kv_watch`."""
-        return self._client.kv_watch(
+        """See :meth:`KeyValueFeature.kv_watch`."""
+        return self._kv.kv_watch(
             self.bucket, key_or_pattern, handler, include_current=include_current
         )
 
@@ -555,8 +519,9 @@ class KeyValueStore:
 # --------------------------------------------------------------------------- the mixin
 
 
-class KeyValueMixin(StateMixin):
-    """Blocking JetStream key-value methods; mixed into the client.
+class KeyValueFeature(AttachedFeature):
+    """The key-value feature: blocking JetStream key-value methods (the client's
+    ``kv_*`` methods delegate here).
 
     Values: ``kv_put`` stores a dict/list as JSON, a str as UTF-8 and bytes as they are;
     ``kv_get`` returns bytes (or the parsed JSON with ``parse_json=True``). Reads of a
@@ -564,28 +529,38 @@ class KeyValueMixin(StateMixin):
     :class:`BucketNotFoundError`. All methods are thread-safe.
     """
 
-    __slots__ = ()
+    _state: _KvState | None = None  # of the current connection (loop-owned)
 
-    if TYPE_CHECKING:
-        config: KrytenConfig
+    async def on_open(self, link: Link) -> None:
+        await super().on_open(link)
+        self._state = _KvState(link)
 
-        def _require(self) -> Connection: ...
+    def on_reconnect(self, link: Link) -> None:
+        if self._state is not None:
+            self._state.restart_watches()
+
+    def after_close(self, link: Link) -> None:
+        super().after_close(link)
+        self._state = None
 
     def _kv(
         self,
         op: Callable[[_KvState], Coroutine[Any, Any, T]],
         what: str,
         bucket: str,
-        conn: Connection | None = None,
+        link: Link | None = None,
     ) -> T:
-        if conn is None:
-            conn = self._require()
+        if link is None:
+            link = self.require()
+        timeout = 2 * link.config.request_timeout + 1.0  # a bind, then the operation
 
         async def run() -> T:
-            return await _guarded(op(_state(conn)), what, bucket)
+            state = self._state
+            if state is None:
+                raise NotConnectedError(f"{what}: the connection closed")
+            return await _guarded(op(state), what, bucket)
 
-        # A bind plus the operation: two JetStream round trips at most.
-        return conn.call(run(), what, 2 * self.config.request_timeout + 1.0)
+        return link.call(run(), what, timeout)
 
     # --- buckets --------------------------------------------------------------------
 
@@ -612,27 +587,15 @@ class KeyValueMixin(StateMixin):
         BucketConfigError naming them (``description`` is not compared).
         """
         bucket = _check_bucket(bucket)
-        if description is not None and not isinstance(description, str):
-            raise KrytenValidationError(
-                f"description must be a string, got {type(description).__name__}"
-            )
-        if isinstance(history, bool) or not isinstance(history, int) or not 1 <= history <= 64:
-            raise KrytenValidationError(f"history must be an int from 1 to 64, got {history!r}")
-        if ttl is not None and (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, int | float)
-            or not math.isfinite(ttl)
-            or ttl <= 0
-        ):
-            raise KrytenValidationError(f"ttl must be None or seconds > 0, got {ttl!r}")
-        if (
-            isinstance(max_value_size, bool)
-            or not isinstance(max_value_size, int)
-            or (max_value_size < 1 and max_value_size != -1)
-        ):
-            raise KrytenValidationError(
-                f"max_value_size must be -1 (unlimited) or bytes >= 1, got {max_value_size!r}"
-            )
+        where = "get_or_create_kv_store"
+        if description is not None:
+            require_text(where, "description", description, allow_empty=True)
+        require_int(where, "history", history, minimum=1, maximum=64)
+        if ttl is not None:
+            require_number(where, "ttl", ttl, minimum=0, exclusive_minimum=True)
+        require_int(where, "max_value_size", max_value_size, minimum=-1)
+        if max_value_size == 0:
+            fail(where, "max_value_size", "must be -1 (unlimited) or bytes >= 1, got 0")
         ttl = None if ttl is None else float(ttl)
 
         async def get_or_create(st: _KvState) -> None:
@@ -778,7 +741,7 @@ class KeyValueMixin(StateMixin):
         """
         bucket, pattern = _check_bucket(bucket), _check_pattern(key_or_pattern)
         check_sync_callable(handler, "kv_watch handler")
-        conn = self._require()
+        link = self.require()
 
         async def watch(st: _KvState) -> _Watch:
             w = _Watch(st, bucket, pattern, handler, bool(include_current))
@@ -786,14 +749,14 @@ class KeyValueMixin(StateMixin):
             return w
 
         what = f"kv_watch({bucket!r}, {pattern!r})"
-        return KvWatch(conn, self._kv(watch, what, bucket, conn))
+        return KvWatch(link, self._kv(watch, what, bucket, link))
 
 
 __all__ = [
     "BucketConfigError",
     "BucketNotFoundError",
     "KeyValueError",
-    "KeyValueMixin",
+    "KeyValueFeature",
     "KeyValueStore",
     "KvEntry",
     "KvOperation",

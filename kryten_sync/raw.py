@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import KrytenValidationError
@@ -19,17 +20,26 @@ def encode_payload(data: object, what: str = "payload") -> bytes:
         return data
     if isinstance(data, bytearray | memoryview):
         return bytes(data)
-    if isinstance(data, str):
-        return data.encode()
-    if isinstance(data, Mapping | list):
-        try:
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise KrytenValidationError(f"{what} is not JSON-serialisable: {exc}") from exc
-        return text.encode()
+    try:
+        if isinstance(data, str):
+            return data.encode()
+        if isinstance(data, Mapping | list):
+            try:
+                text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise KrytenValidationError(f"{what} is not JSON-serialisable: {exc}") from exc
+            return text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise KrytenValidationError(f"{what} has text that is not valid Unicode: {exc}") from exc
     raise KrytenValidationError(
         f"{what} must be bytes, str, dict or list (sent as JSON), got {type(data).__name__}"
     )
+
+
+def utc_timestamp() -> str:
+    """Now in ISO-8601 UTC with an explicit offset (``...+00:00``), as the bridge and
+    every Kryten service expect (a naive timestamp breaks their parsing)."""
+    return datetime.now(UTC).isoformat()
 
 
 def encode_message(data: Payload) -> bytes:

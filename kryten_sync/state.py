@@ -4,7 +4,7 @@ The bridge keeps one set of buckets per channel, named with the channel exactly 
 was configured (case kept): ``kryten_{channel}_playlist`` (keys ``items``, a JSON array,
 and ``current``, a JSON object), ``kryten_{channel}_userlist`` (``users``),
 ``kryten_{channel}_emotes`` (``list``) and ``kryten_{channel}_state`` (``motd``, ``css``,
-``js``: raw UTF-8 strings, not JSON). :class:`StateMixin` reads them into typed models;
+``js``: raw UTF-8 strings, not JSON). :class:`ChannelState` reads them into typed models;
 a key (or bucket) the bridge has not written yet reads as an empty value.
 """
 
@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import KrytenValidationError
 from .events import PlaylistItem
+from .kv import KeyValueFeature, is_bucket_name
 from .stats import RateLimitedLog
 
 if TYPE_CHECKING:
     from .config import KrytenConfig
 
 _log = RateLimitedLog(logging.getLogger("kryten_sync.state"))
-_BUCKET_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -38,7 +37,7 @@ class CurrentMedia(_StateModel):
     """The playing media as the bridge stores it (``current`` in the playlist bucket).
 
     ``uid`` may be stale: the bridge keeps the uid of the last ``setCurrent`` across a
-    later ``changeMedia``. Use :meth:`StateMixin.get_state_current_uid` when the uid
+    later ``changeMedia``. Use :meth:`ChannelState.get_state_current_uid` when the uid
     matters.
     """
 
@@ -98,7 +97,7 @@ def state_bucket_name(channel: str, kind: str) -> str:
     """``kryten_{channel}_{kind}``, raising KrytenValidationError if that is not a valid
     bucket name (letters, digits, ``-`` and ``_`` only)."""
     bucket = f"kryten_{channel}_{kind}"
-    if not _BUCKET_RE.match(bucket):
+    if not is_bucket_name(bucket):
         raise KrytenValidationError(
             f"channel {channel!r} cannot name a key-value bucket ({bucket!r}): bucket names "
             "allow only letters, digits, '-' and '_'"
@@ -106,8 +105,9 @@ def state_bucket_name(channel: str, kind: str) -> str:
     return bucket
 
 
-class StateMixin:
-    """Typed readers of the bridge's state buckets; mixed into the client.
+class ChannelState:
+    """Typed readers of the bridge's state buckets, through key-value access (the
+    client's ``get_state_*`` methods delegate here).
 
     ``channel`` is matched against the configured channels after normalisation and the
     configured spelling is used (the bridge names buckets with it, case kept); a channel
@@ -116,28 +116,20 @@ class StateMixin:
     bridge cannot have written (bad JSON, wrong shape) is logged and read as empty too.
     """
 
-    __slots__ = ()
+    __slots__ = ("config", "kv")
 
-    if TYPE_CHECKING:
-        config: KrytenConfig
-
-        def kv_get(
-            self, bucket: str, key: str, default: Any = None, *, parse_json: bool = False
-        ) -> Any: ...
+    def __init__(self, kv: KeyValueFeature, config: KrytenConfig) -> None:
+        self.kv = kv
+        self.config = config
 
     # --- plumbing -------------------------------------------------------------------
 
     def _state_bucket(self, channel: str | None, kind: str) -> str:
-        if channel is None:
-            return state_bucket_name(self.config.channels[0].channel, kind)
-        if not isinstance(channel, str) or not channel.strip():
-            raise KrytenValidationError(f"channel must be a non-empty string, got {channel!r}")
-        configured = self.config.channel_for(channel)
-        return state_bucket_name(configured.channel if configured else channel, kind)
+        return state_bucket_name(self.config.target(channel)[1], kind)
 
     def _state_json(self, bucket: str, key: str, kind: type) -> Any:
         """The JSON value of ``key``, or None if unwritten, not JSON or not a ``kind``."""
-        raw: bytes | None = self.kv_get(bucket, key)
+        raw: bytes | None = self.kv.kv_get(bucket, key)
         if raw is None:
             return None
         try:
@@ -179,7 +171,7 @@ class StateMixin:
         return result
 
     def _state_text(self, channel: str | None, key: str) -> str:
-        raw: bytes | None = self.kv_get(self._state_bucket(channel, "state"), key)
+        raw: bytes | None = self.kv.kv_get(self._state_bucket(channel, "state"), key)
         return "" if raw is None else raw.decode("utf-8", errors="replace")
 
     # --- playlist -------------------------------------------------------------------
@@ -259,10 +251,10 @@ def _first_error(exc: ValidationError) -> str:
 
 
 __all__ = [
+    "ChannelState",
     "ChannelUser",
     "CurrentMedia",
     "Emote",
-    "StateMixin",
     "UserMeta",
     "UserProfile",
     "state_bucket_name",

@@ -70,3 +70,18 @@ def service_token(name: str) -> str:
     if not cleaned or any(c in cleaned for c in "*>\t\r\n"):
         raise KrytenValidationError(f"service name {name!r} is not a valid subject token")
     return cleaned
+
+
+def check_subject(subject: object) -> str:
+    """``subject`` if it is a usable NATS subject, else KrytenValidationError."""
+    # Plain `in` tests: this runs on every publish.
+    if (
+        not isinstance(subject, str)
+        or not subject
+        or " " in subject
+        or "\t" in subject
+        or "\r" in subject
+        or "\n" in subject
+    ):
+        raise KrytenValidationError(f"invalid NATS subject {subject!r}")
+    return subject

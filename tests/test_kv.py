@@ -538,8 +538,7 @@ def test_kv_and_watch_survive_a_server_restart(nats_server: NatsServer) -> None:
         rec_current = Recorder()  # starts with the current value of k
         store.watch("k", rec_current, include_current=True)
         rec_current.wait_for(1)
-        conn = c._require()
-        cached = conn.extensions["kv"].buckets["restart_bucket"]  # type: ignore[attr-defined]
+        cached = c._kv._state.buckets["restart_bucket"]  # type: ignore[union-attr]
         dropped = threading.Event()
         c.on_disconnect(dropped.set)
 
@@ -555,7 +554,7 @@ def test_kv_and_watch_survive_a_server_restart(nats_server: NatsServer) -> None:
         store.put("k", {"n": 4})
         assert store.get("k", parse_json=True) == {"n": 4}
         assert c.kv_keys("restart_bucket") == ["before", "k"]
-        assert conn.extensions["kv"].buckets["restart_bucket"] is cached
+        assert c._kv._state.buckets["restart_bucket"] is cached  # type: ignore[union-attr]
 
         # The watch resumed promptly, with nothing lost or repeated.
         entries = rec.wait_for(4, timeout=5)

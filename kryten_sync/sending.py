@@ -1,0 +1,52 @@
+"""Sending built commands (:class:`~kryten_sync.commands.Command`) to the bridge.
+
+Building a command is a pure function (:mod:`kryten_sync.commands`); sending it is this
+feature's job: the domain check, a correlation id and timestamp, one encoding, the chat
+rate limiter, and the connection's publisher, with retries for what failed before
+nats-py took the message.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ._core.feature import AttachedFeature
+from ._ratelimit import RateLimiter
+from .commands import Command
+from .config import KrytenConfig
+from .errors import PublishError
+from .raw import encode_payload, utc_timestamp
+
+
+class CommandSender(AttachedFeature):
+    """Publishes commands on ``kryten.commands.cytube.{channel}.{action}``."""
+
+    def __init__(self, config: KrytenConfig) -> None:
+        self.config = config
+        self.chat_limiter = RateLimiter(config.chat_burst, config.chat_min_delay)
+
+    def send(self, command: Command) -> str:
+        """Publish ``command`` (blocking on the chat limiter first when the command is
+        rate-limited) and return its correlation id."""
+        if command.domain is not None:
+            self.config.check_command_domain(command.channel, command.domain)
+        link = self.require()
+        correlation_id = str(uuid.uuid4())
+        payload = encode_payload(command.body(correlation_id, utc_timestamp()), "command")
+        subject = command.subject
+        spec = command.spec
+        if spec.rate_limited:
+            self.chat_limiter.acquire()
+        attempt = 0
+        while True:
+            try:
+                link.publisher.put(subject, payload, None, spec.action)
+                return correlation_id
+            except PublishError as exc:
+                # Only errors raised before nats-py took the message are retried, so a
+                # command that was accepted is never sent twice.
+                if not exc.retryable or attempt >= self.config.retry_attempts:
+                    raise
+                time.sleep(self.config.retry_delay * 2**attempt)
+                attempt += 1

@@ -1,16 +1,28 @@
-"""Real nats-server processes for the tests: free loopback ports, started and stopped here."""
+"""Real NATS for the tests: nats-server processes on free loopback ports, started and
+stopped here, and a raw nats-py client on its own loop thread (independent of
+kryten_sync) to play the bridge or watch the wire."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from kryten_sync.tools.embedded import find_binary
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -114,3 +126,87 @@ def env_with_repo() -> dict[str, str]:
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+class AsyncNats:
+    """A raw nats-py connection on its own asyncio loop thread, driven from test threads.
+
+    ``options`` go to ``nats.connect``. Every method blocks until its work is done on the
+    loop, at most ``timeout`` seconds. Subscription callbacks are plain functions, run
+    on the loop thread in arrival order. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0, **options: Any) -> None:
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="test-async-nats", daemon=True
+        )
+        self.thread.start()
+        try:
+            self.nc: NATS = self.call(nats.connect(url, **options))
+        except BaseException:
+            self._end_loop()
+            raise
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the connection's loop; its result."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(self.timeout if timeout is None else timeout)
+
+    def publish(self, subject: str, data: bytes) -> None:
+        """Publish and flush: the server has the message when this returns."""
+        self.publish_many([(subject, data)])
+
+    def publish_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Publish ``(subject, data)`` pairs in order, then flush once."""
+
+        async def publish() -> None:
+            for subject, data in items:
+                await self.nc.publish(subject, data)
+            await self.nc.flush(self._flush_timeout())
+
+        self.call(publish())
+
+    def subscribe(self, *subjects: str, cb: Callable[[Msg], object], **options: Any) -> None:
+        """Call ``cb(msg)`` for each message on any of ``subjects`` (``options`` go to
+        ``nc.subscribe``); flushed, so the server knows the interest on return."""
+
+        async def on_msg(msg: Msg) -> None:
+            cb(msg)
+
+        async def subscribe() -> None:
+            for subject in subjects:
+                await self.nc.subscribe(subject, cb=on_msg, **options)
+            await self.nc.flush(self._flush_timeout())
+
+        self.call(subscribe())
+
+    def flush(self) -> None:
+        """Wait until the server has processed everything sent so far."""
+        self.call(self.nc.flush(self._flush_timeout()))
+
+    def close(self) -> None:
+        """Close the connection and end the loop thread; a second call does nothing."""
+        if self.loop.is_closed():
+            return
+        try:
+            if not self.nc.is_closed:
+                self.call(self.nc.close(), 5.0)
+        finally:
+            self._end_loop()
+
+    def _flush_timeout(self) -> int:
+        # nats-py types the flush timeout as int (seconds).
+        return max(1, int(self.timeout))
+
+    def _end_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def __enter__(self) -> AsyncNats:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -2,13 +2,13 @@
 ordering, opt-in concurrency, backpressure and the health counters (SCENARIOS 21-25).
 
 Events are injected the way the bridge does it: a separate NATS connection (a raw
-nats-py client on its own asyncio loop thread, or a subprocess for the big burst)
+nats-py client on its own asyncio loop thread, ``tests._nats.AsyncNats``, or a subprocess
+for the big burst)
 publishes ``tests.bridge_format.envelope(...)`` bytes on the bridge's subjects.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import itertools
 import json
@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import nats
 import pytest
 
 from kryten_sync import (
@@ -43,7 +42,7 @@ from kryten_sync import (
 )
 from kryten_sync.stats import ChannelStatus
 from tests import bridge_format as bf
-from tests._nats import NatsServer, env_with_repo
+from tests._nats import AsyncNats, NatsServer, env_with_repo
 
 LOUNGE = "lounge"
 OTHER = "Other Room"  # token "other-room"
@@ -52,38 +51,6 @@ CHAT_TIME = datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class RawPublisher:
-    """A plain nats-py connection on its own loop thread: plays the bridge."""
-
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.nc: Any = self._call(nats.connect(url, name="test-bridge"))
-
-    def _call(self, coro: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    async def _publish(self, items: list[tuple[str, bytes]]) -> None:
-        for subj, data in items:
-            await self.nc.publish(subj, data)
-        await self.nc.flush(10)
-
-    def publish(self, subj: str, data: bytes) -> None:
-        self._call(self._publish([(subj, data)]))
-
-    def publish_many(self, items: list[tuple[str, bytes]]) -> None:
-        self._call(self._publish(items))
-
-    def close(self) -> None:
-        try:
-            self._call(self.nc.close(), 5)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
 
 
 class Recorder:
@@ -184,10 +151,10 @@ def rss_mb() -> float:
 
 
 @pytest.fixture(scope="module")
-def publisher(shared_server: NatsServer) -> Iterator[RawPublisher]:
-    pub = RawPublisher(shared_server.url)
-    yield pub
-    pub.close()
+def publisher(shared_server: NatsServer) -> Iterator[AsyncNats]:
+    """A plain nats-py connection on its own loop thread: plays the bridge."""
+    with AsyncNats(shared_server.url, name="test-bridge", timeout=30.0) as pub:
+        yield pub
 
 
 @pytest.fixture
@@ -288,7 +255,7 @@ def attr(obj: Any, path: str) -> Any:
 
 
 def roundtrip(
-    client: KrytenClient, publisher: RawPublisher, event_name: str, payload: Any, **kw: Any
+    client: KrytenClient, publisher: AsyncNats, event_name: str, payload: Any, **kw: Any
 ) -> Any:
     """Publish one envelope on lounge and return what a ``"*"`` handler got."""
     cid = str(uuid.uuid4())
@@ -306,7 +273,7 @@ def roundtrip(
 )
 def test_typed_event_arrives_as_its_model(
     make_client: Callable[..., KrytenClient],
-    publisher: RawPublisher,
+    publisher: AsyncNats,
     event_name: str,
     payload: Any,
     model: type,
@@ -336,7 +303,7 @@ def test_typed_event_arrives_as_its_model(
 )
 def test_unknown_event_arrives_as_raw_event(
     make_client: Callable[..., KrytenClient],
-    publisher: RawPublisher,
+    publisher: AsyncNats,
     event_name: str,
     payload: Any,
     style: str,
@@ -362,7 +329,7 @@ def test_unknown_event_arrives_as_raw_event(
 )
 def test_payload_that_does_not_fit_arrives_as_raw_event(
     make_client: Callable[..., KrytenClient],
-    publisher: RawPublisher,
+    publisher: AsyncNats,
     caplog: pytest.LogCaptureFixture,
     event_name: str,
     payload: Any,
@@ -381,7 +348,7 @@ def test_payload_that_does_not_fit_arrives_as_raw_event(
 # --------------------------------------------------------------------------- filters
 
 
-def sentinels(publisher: RawPublisher, star: Recorder, already: int) -> None:
+def sentinels(publisher: AsyncNats, star: Recorder, already: int) -> None:
     """Publish one ``sentinel`` event per channel and wait until ``star`` has both: every
     earlier event of both channels has then been through all its handlers."""
     publisher.publish_many(
@@ -401,7 +368,7 @@ def messages(rec: Recorder) -> list[str]:
 
 
 def test_filters_name_channel_domain_and_star(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     client = make_client()
     upper, other, other_token, by_domain, star = (Recorder() for _ in range(5))
@@ -439,7 +406,7 @@ def test_filters_name_channel_domain_and_star(
 
 
 def test_channels_with_the_same_token_subscribe_once(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     client = make_client(
         channels=[
@@ -467,7 +434,7 @@ def test_channels_with_the_same_token_subscribe_once(
 
 
 def test_handlers_before_and_after_connect_and_plain_call_form(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     client = make_client(connect=False)
     before = Recorder()
@@ -498,7 +465,7 @@ def test_handlers_before_and_after_connect_and_plain_call_form(
 
 
 def test_handlers_registered_while_events_flow_are_called(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     """Registering handlers after connect while the channel worker is busy must not
     leave a handler out. A short GIL switch interval makes the threads interleave often
@@ -565,7 +532,7 @@ MALFORMED: list[bytes] = [
 
 def test_malformed_messages_are_counted_logged_and_skipped(
     make_client: Callable[..., KrytenClient],
-    publisher: RawPublisher,
+    publisher: AsyncNats,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = make_client()
@@ -600,7 +567,7 @@ def test_malformed_messages_are_counted_logged_and_skipped(
 
 
 def test_s21_order_kept_while_another_channel_is_stuck(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     n = 5000
     client = make_client()
@@ -643,7 +610,7 @@ def test_s21_order_kept_while_another_channel_is_stuck(
 
 
 def test_s22_concurrent_handlers_are_at_least_4x_faster(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     n = 200
     client = make_client(max_concurrent_handlers=8)
@@ -851,7 +818,7 @@ def test_s23_burst_with_slow_handler_drops_and_stays_responsive(
 
 
 def test_s24_latency_of_a_channel_while_the_other_is_stuck(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     n = 50
     client = make_client(handler_queue_size=100)
@@ -897,7 +864,7 @@ def test_s24_latency_of_a_channel_while_the_other_is_stuck(
 
 
 def test_s25_handlers_of_one_event_run_in_registration_order(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     n = 300
     client = make_client()
@@ -924,7 +891,7 @@ def test_s25_handlers_of_one_event_run_in_registration_order(
 
 
 def test_health_counters_move_consistently(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     client = make_client()
     start = client.health()
@@ -967,7 +934,7 @@ def test_health_counters_move_consistently(
 
 
 def test_channel_status_pending_agrees_with_health(
-    make_client: Callable[..., KrytenClient], publisher: RawPublisher
+    make_client: Callable[..., KrytenClient], publisher: AsyncNats
 ) -> None:
     client = make_client()
     gate = threading.Event()

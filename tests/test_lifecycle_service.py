@@ -9,7 +9,6 @@ disconnect, on interpreter exit without disconnect, and on SIGTERM to ``run()``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import signal
@@ -26,13 +25,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import nats
 import pytest
+from nats.aio.msg import Msg
 
 from kryten_sync import KrytenClient, KrytenValidationError
 from kryten_sync.subjects import DISCOVERY_POLL, GROUP_RESTART
 from tests._helpers import kryten_threads, make_config, wait_until
-from tests._nats import NatsServer, env_with_repo, free_port
+from tests._nats import AsyncNats, NatsServer, env_with_repo, free_port
 
 BASE_KEYS = {"service", "version", "hostname", "timestamp", "uptime_seconds"}
 
@@ -45,43 +44,23 @@ def assert_utc_timestamp(text: object) -> None:
     assert abs((parsed - dt.now(parsed.tzinfo)).total_seconds()) < 60
 
 
-class Tap:
+class Tap(AsyncNats):
     """Records ``(subject, decoded body, monotonic arrival time)`` of what it subscribes."""
 
     def __init__(self, url: str, *subjects: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
         self._cond = threading.Condition()
         self.messages: list[tuple[str, Any, float]] = []
-        self.nc: Any = None
-        self._run(self._open(url, subjects))
+        super().__init__(url, connect_timeout=5, max_reconnect_attempts=0)
+        self.subscribe(*subjects, cb=self._record)
 
-    def _run(self, coro: Any, timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    async def _open(self, url: str, subjects: tuple[str, ...]) -> None:
-        self.nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
-
-        async def cb(msg: Any) -> None:
-            try:
-                body = json.loads(msg.data)
-            except ValueError:
-                body = msg.data
-            with self._cond:
-                self.messages.append((msg.subject, body, time.monotonic()))
-                self._cond.notify_all()
-
-        for subj in subjects:
-            await self.nc.subscribe(subj, cb=cb)
-        await self.nc.flush()
-
-    def publish(self, subj: str, data: bytes) -> None:
-        async def pub() -> None:
-            await self.nc.publish(subj, data)
-            await self.nc.flush()
-
-        self._run(pub())
+    def _record(self, msg: Msg) -> None:
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            body = msg.data
+        with self._cond:
+            self.messages.append((msg.subject, body, time.monotonic()))
+            self._cond.notify_all()
 
     def of(self, subj: str) -> list[tuple[Any, float]]:
         with self._cond:
@@ -100,17 +79,6 @@ class Tap:
                     raise AssertionError(f"{count} x {subj} not seen in {timeout} s; got {seen}")
                 self._cond.wait(remaining)
         return found
-
-    def close(self) -> None:
-        async def close() -> None:
-            await self.nc.close()
-
-        try:
-            self._run(close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-            self._loop.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ Scenario numbers refer to SCENARIOS.md.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -22,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
+from nats.aio.msg import Msg
 
-from tests._nats import NatsServer, env_with_repo
+from tests._nats import AsyncNats, NatsServer, env_with_repo
 from tests.bridge_format import CHAT_MSG, envelope, subject
 
 CHAT_SUBJECT = "kryten.commands.cytube.lounge.chat"
@@ -163,39 +162,19 @@ def spawn(tmp_path: Path) -> Iterator[Any]:
 # -- an independent subscriber (plain nats-py on its own loop thread) ----------------
 
 
-class Subscriber:
+class Subscriber(AsyncNats):
     """Collects ``(subject, data)`` of the subjects given, in arrival order."""
 
     def __init__(self, url: str, *subjects: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
         self._cond = threading.Condition()
         self.messages: list[tuple[str, bytes]] = []
-        self.nc: Any = None
-        self._run(self._open(url, subjects))
+        super().__init__(url, connect_timeout=5, max_reconnect_attempts=0)
+        self.subscribe(*subjects, cb=self._record, pending_msgs_limit=1_000_000)
 
-    def _run(self, coro: Any, timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    async def _open(self, url: str, subjects: tuple[str, ...]) -> None:
-        self.nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
-
-        async def cb(msg: Any) -> None:
-            with self._cond:
-                self.messages.append((msg.subject, msg.data))
-                self._cond.notify_all()
-
-        for subj in subjects:
-            await self.nc.subscribe(subj, cb=cb, pending_msgs_limit=1_000_000)
-        await self.nc.flush()
-
-    def publish(self, subj: str, data: bytes) -> None:
-        async def pub() -> None:
-            await self.nc.publish(subj, data)
-            await self.nc.flush()
-
-        self._run(pub())
+    def _record(self, msg: Msg) -> None:
+        with self._cond:
+            self.messages.append((msg.subject, msg.data))
+            self._cond.notify_all()
 
     def of(self, subj: str) -> list[bytes]:
         with self._cond:
@@ -211,13 +190,6 @@ class Subscriber:
                     break
                 self._cond.wait(remaining)
         return self.of(subj)
-
-    def close(self) -> None:
-        if self.nc is not None:
-            self._run(self.nc.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
 
 
 @pytest.fixture

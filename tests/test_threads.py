@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import nats
 import pytest
 
 from kryten_sync import (
@@ -28,7 +27,7 @@ from kryten_sync import (
 )
 from tests import bridge_format as bf
 from tests._helpers import make_config, run_in_thread, wait_until
-from tests._nats import NatsServer
+from tests._nats import AsyncNats, NatsServer
 
 CHAT_SUBJECT = "kryten.commands.cytube.lounge.chat"
 CHAT_EVENT_SUBJECT = bf.subject("lounge", "chatMsg")
@@ -373,43 +372,20 @@ def _run_threads(n: int, body: Callable[[int], None]) -> list[BaseException]:
     return errors
 
 
-class RawObserver:
-    """A plain nats-py subscriber on its own loop thread, used as a fast counter: a
-    kryten-sync handler observer tops out near 20 k msg/s on 2 cores, which would make the
-    160 k-message test take ~8 s."""
-
-    def __init__(self, url: str, subject: str, on_data: Callable[[bytes], None]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.nc: Any = None
-
-        async def setup() -> None:
-            self.nc = await nats.connect(url)
-
-            async def cb(msg: Any) -> None:
-                on_data(msg.data)
-
-            await self.nc.subscribe(subject, cb=cb, pending_msgs_limit=-1, pending_bytes_limit=-1)
-            await self.nc.flush()
-
-        asyncio.run_coroutine_threadsafe(setup(), self.loop).result(5)
-
-    def close(self) -> None:
-        if self.nc is not None:
-            asyncio.run_coroutine_threadsafe(self.nc.close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 def test_sixteen_threads_publish_ten_thousand_each_all_delivered_in_order(
     client: KrytenClient, shared_server: NatsServer
 ) -> None:
     n_threads, per_thread = 16, 10_000
     received: list[bytes] = []
-    observer = RawObserver(shared_server.url, "load.seq", received.append)
-    try:
+    # A raw nats-py subscriber as a fast counter: a kryten-sync handler observer tops out
+    # near 20 k msg/s on 2 cores, which would make the 160 k-message test take ~8 s.
+    with AsyncNats(shared_server.url) as observer:
+        observer.subscribe(
+            "load.seq",
+            cb=lambda msg: received.append(msg.data),
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
 
         def body(tid: int) -> None:
             publish = client.publish
@@ -429,8 +405,6 @@ def test_sixteen_threads_publish_ten_thousand_each_all_delivered_in_order(
         assert problems == [], problems[:10]
         assert client.health().messages_published == total
         assert client.health().publish_errors == 0
-    finally:
-        observer.close()
 
 
 def test_eight_threads_send_chat_thousand_each_all_delivered_in_order(
@@ -638,7 +612,7 @@ def test_async_handlers_are_refused_at_registration(shared_server: NatsServer) -
             register()
         message = str(info.value)
         assert "async" in message and "plain `def`" in message, f"{name}: {message}"
-    assert client._registry.handlers == (), "a refused handler was registered anyway"
+    assert client._dispatcher.registry.handlers == (), "a refused handler was registered anyway"
 
 
 # -- subscribe / unsubscribe / respond ---------------------------------------------------------
@@ -757,7 +731,7 @@ def test_wait_for_times_out(client: KrytenClient) -> None:
         client.wait_for("chatMsg", timeout=0.5)
     elapsed = time.monotonic() - start
     assert abs(elapsed - 0.5) <= 0.2, f"wait_for(timeout=0.5) took {elapsed:.3f} s"
-    assert client._registry.handlers == (), "wait_for left its handler registered"
+    assert client._dispatcher.registry.handlers == (), "wait_for left its handler registered"
 
 
 def test_events_iterates_in_order_and_ends_when_stream_closed(client: KrytenClient) -> None:
@@ -777,7 +751,7 @@ def test_events_iterates_in_order_and_ends_when_stream_closed(client: KrytenClie
         time.sleep(0.1)
         stream.close()
         assert ended.wait(1.0), "iteration did not end after stream.close()"
-    assert client._registry.handlers == ()
+    assert client._dispatcher.registry.handlers == ()
 
 
 def test_events_iteration_ends_when_client_disconnects(shared_server: NatsServer) -> None:

@@ -27,7 +27,7 @@ from kryten_sync.stats import LATENCY_BUCKETS
 from tests import bridge_format as bf
 from tests._helpers import kryten_threads, make_config, wait_until
 from tests._nats import NatsServer, free_port
-from tests.test_lifecycle_service import Tap
+from tests.test_service_lifecycle import Tap
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, str, str]:

@@ -1,6 +1,6 @@
-"""Lifecycle of KrytenClient against a real nats-server: connect, disconnect, threads and
+"""Connecting and disconnecting KrytenClient against a real nats-server: threads and
 file descriptors, loop death, run()/stop(), health(), and reconnects (SCENARIOS.md 3-7,
-28-30)."""
+28-30). Service lifecycle messages are in test_service_lifecycle."""
 
 from __future__ import annotations
 

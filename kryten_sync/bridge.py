@@ -1,4 +1,4 @@
-"""Request/reply with the bridge (PROTOCOL.md section 3) and the rank-checked commands.
+"""Request/reply with the bridge (docs/protocol.md section 3) and the rank-checked commands.
 
 Every query goes to ``kryten.robot.command`` as ``{"service": "robot", "command", "args",
 "meta"}`` and absorbs the bridge's quirks in one place (:meth:`Bridge._bridge`):

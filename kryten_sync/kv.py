@@ -289,6 +289,39 @@ def _entry(bucket: str, prefix: str, msg: Msg, seq: int) -> KvEntry | None:
     )
 
 
+async def _latest(state: _KvState, bucket: str) -> dict[str, bytes]:
+    """The current value of every key (deleted keys left out), in one pass.
+
+    Not nats-py's ``watchall()``/``keys()``: they take "caught up" from the consumer's
+    ``num_pending``, which is already 0 when the server has sent every message but the
+    client has not read them yet (measured: 1 read in 12 of a bucket just written came
+    back empty). Each message's own ``num_pending`` says reliably which one is last.
+    """
+    stream = f"KV_{bucket}"
+    info = await state.js.stream_info(stream)
+    if info.state.messages == 0:
+        return {}
+    prefix = f"$KV.{bucket}."
+    sub = await state.js.subscribe(
+        prefix + ">",
+        stream=stream,
+        ordered_consumer=True,
+        config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT),
+    )
+    result: dict[str, bytes] = {}
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=state.link.config.request_timeout)
+            entry = _entry(bucket, prefix, msg, msg.metadata.sequence.stream)
+            if entry is not None and entry.operation == "PUT":
+                result[entry.key] = entry.value or b""
+            if msg.metadata.num_pending == 0:
+                return result
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
 class _Watch:
     """One kv_watch: its consumer (re-created after reconnects) and worker thread."""
 
@@ -662,35 +695,24 @@ class KeyValueFeature(AttachedFeature):
         empty or missing."""
         bucket = _check_bucket(bucket)
 
-        async def keys(kv: KeyValue) -> list[str]:
-            try:
-                return sorted(await kv.keys())
-            except jse.NoKeysError:
-                return []
-
-        return self._kv(lambda st: st.read(bucket, keys, []), f"kv_keys({bucket!r})", bucket)
+        empty: dict[str, bytes] = {}
+        values = self._kv(
+            lambda st: st.read(bucket, lambda kv: _latest(st, bucket), empty),
+            f"kv_keys({bucket!r})",
+            bucket,
+        )
+        return sorted(values)
 
     def kv_get_all(self, bucket: str, *, parse_json: bool = False) -> dict[str, Any]:
         """Every key with its value (bytes, or parsed JSON with ``parse_json``), read in
         one pass; ``{}`` if the bucket is empty or missing."""
         bucket = _check_bucket(bucket)
 
-        async def get_all(kv: KeyValue) -> dict[str, bytes]:
-            watcher = await kv.watchall(ignore_deletes=True)
-            result: dict[str, bytes] = {}
-            try:
-                async for entry in watcher:
-                    if entry is None:  # caught up
-                        break
-                    result[entry.key] = entry.value or b""
-            finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()  # type: ignore[no-untyped-call]
-            return result
-
         empty: dict[str, bytes] = {}
         values = self._kv(
-            lambda st: st.read(bucket, get_all, empty), f"kv_get_all({bucket!r})", bucket
+            lambda st: st.read(bucket, lambda kv: _latest(st, bucket), empty),
+            f"kv_get_all({bucket!r})",
+            bucket,
         )
         if parse_json:
             return {key: _decode_json(raw, bucket, key) for key, raw in values.items()}

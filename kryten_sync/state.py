@@ -1,4 +1,4 @@
-"""The bridge's channel state in JetStream key-value buckets (PROTOCOL.md section 5).
+"""The bridge's channel state in JetStream key-value buckets (docs/protocol.md section 5).
 
 The bridge keeps one set of buckets per channel, named with the channel exactly as it
 was configured (case kept): ``kryten_{channel}_playlist`` (keys ``items``, a JSON array,

@@ -1,6 +1,6 @@
 """A stand-in for the Kryten bridge (kryten-robot) for your tests, over a real NATS server.
 
-:class:`FakeBridge` speaks the bridge's side of PROTOCOL.md for one channel: it records
+:class:`FakeBridge` speaks the bridge's side of docs/protocol.md for one channel: it records
 and checks the commands it receives, publishes events exactly as the bridge does, and
 answers the bot-rank and ``kryten.robot.command`` queries, quirks included (silence for
 an unknown command or another channel, double answers to ``system.ping``/``health``/

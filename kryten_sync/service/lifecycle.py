@@ -1,4 +1,4 @@
-"""Service lifecycle: startup, heartbeat, shutdown, discovery, group restart (PROTOCOL.md §4).
+"""Service lifecycle: startup, heartbeat, shutdown, discovery, group restart (docs/protocol.md section 4).
 
 A connection feature (:mod:`kryten_sync._core.feature`); everything that touches NATS
 runs on the loop thread, from its hooks:
@@ -141,7 +141,7 @@ class ServiceLifecycle(Feature):
     # -- payload ---------------------------------------------------------------------------
 
     def payload(self, **extra: Any) -> dict[str, Any]:
-        """The body of one lifecycle message (PROTOCOL.md §4), plus ``extra`` keys."""
+        """The body of one lifecycle message (docs/protocol.md section 4), plus ``extra`` keys."""
         service = self.service
         assert service is not None
         body: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Service lifecycle: startup, heartbeat, shutdown, discovery, group restart (docs/protocol.md section 4).
+"""Service lifecycle (docs/protocol.md section 4): startup, heartbeat, shutdown, discovery,
+group restart.
 
 A connection feature (:mod:`kryten_sync._core.feature`); everything that touches NATS
 runs on the loop thread, from its hooks:

@@ -25,8 +25,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from . import commands
 from ._core import exit as _exit
 from ._core.connection import Connection
-from ._core.dispatch import Dispatcher, ErrorHook, Handler, check_sync_callable
+from ._core.dispatch import Dispatcher, Handler
 from ._core.feature import Feature
+from ._core.workers import ErrorHook, check_sync_callable
 from .bridge import Bridge
 from .config import KrytenConfig
 from .errors import (
@@ -372,7 +373,7 @@ class KrytenClient:
         """
         self._require()
         stream = EventStream(lambda: self._conn is not None, predicate, maxsize)
-        handler = self._handler(event, channel, domain, stream._push, False)
+        handler = self._handler(event, channel, domain, stream.push, False)
         registry = self._dispatcher.registry
         stream.detach = functools.partial(registry.remove, handler)
         registry.add(handler)

@@ -31,8 +31,8 @@ import nats.js.errors as jse
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from ._core.dispatch import Worker, check_sync_callable
 from ._core.feature import AttachedFeature, Link
+from ._core.workers import Worker, check_sync_callable
 from ._validate import fail, require_int, require_number, require_text
 from .errors import (
     BucketConfigError,

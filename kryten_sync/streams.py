@@ -36,7 +36,7 @@ class EventStream:
         self._closed = False
         self.dropped = 0
 
-    def _push(self, event: Event) -> None:
+    def push(self, event: Event) -> None:
         """Handler side (worker thread): never blocks."""
         if self._predicate is not None and not self._predicate(event):
             return

@@ -83,3 +83,28 @@ def test_reply_that_is_not_json(client: KrytenClient) -> None:
     with pytest.raises(KrytenError, match="is not JSON"):
         client.request("bad.reply", timeout=2)
     assert client.request_message("bad.reply", timeout=2).data == b"\xff not json"
+
+
+def test_a_command_domain_must_be_one_the_client_is_configured_for(
+    client: KrytenClient,
+) -> None:
+    got = collect(client, "kryten.commands.cytube.>")
+    with pytest.raises(KrytenValidationError, match=r"domain 'other\.tv' is not configured"):
+        client.send_chat("lounge", "hi", domain="other.tv")
+    client.send_chat("lounge", "one", domain="CYTU.BE")  # compared after normalisation
+    client.send_chat("elsewhere", "two", domain="cytu.be")  # unconfigured channel, known domain
+    client.flush()
+    wait_until(lambda: len(got) == 2, 5, "both commands")
+    assert [b'"one"' in got[0], b'"two"' in got[1]] == [True, True]
+
+
+def test_a_command_domain_must_match_the_channel_configuration(small_server: NatsServer) -> None:
+    config = make_config(small_server.url)
+    config["channels"] = [
+        {"domain": "cytu.be", "channel": "lounge"},
+        {"domain": "other.tv", "channel": "movies"},
+    ]
+    with KrytenClient(config) as client:
+        with pytest.raises(KrytenValidationError, match=r"'movies' is configured on other\.tv"):
+            client.send_chat("movies", "hi", domain="cytu.be")
+        client.send_chat("movies", "hi", domain="other.tv")

@@ -36,10 +36,11 @@ from kryten_sync.errors import (
 from kryten_sync.raw import Message, Subscription
 from kryten_sync.stats import HandlerStats, RateLimitedLog, SourceStats
 
-from .dispatch import Dispatcher, Worker, invoke
+from .dispatch import Dispatcher
 from .feature import Feature
 from .loop import LoopThread
 from .publish import Publisher
+from .workers import Worker, invoke
 
 T = TypeVar("T")
 Item = TypeVar("Item")

@@ -1,40 +1,27 @@
-"""Routing bridge events to user handlers, and running user code on worker threads.
+"""Routing bridge events to user handlers.
 
-The :class:`Dispatcher` owns routing: it subscribes each configured channel, decodes
-each event once, matches handlers by name, channel and domain, and runs them. Each event
-channel and each raw subscription gets one :class:`Worker`: a daemon thread fed from the
-loop through a bounded :class:`Handoff`, so one source's events are handled in the order
-they arrived and a slow source stalls only itself. Handlers registered with
-``concurrent=True`` are handed on to a small :class:`ConcurrentPool` instead (no order).
+The :class:`Dispatcher` owns routing: it subscribes each configured channel (one worker
+thread each, :mod:`.workers`), decodes each event once, matches handlers by name,
+channel and domain, and runs them in order on the channel's worker, or on the concurrent
+pool for ``concurrent=True`` handlers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
-import itertools
-import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from kryten_sync.config import KrytenConfig
 from kryten_sync.errors import MalformedEventError
 from kryten_sync.events import parse_envelope, to_typed_event
-from kryten_sync.stats import ChannelStatus, HandlerStats, HealthStatus, RateLimitedLog
+from kryten_sync.stats import ChannelStatus, HandlerStats, HealthStatus
 from kryten_sync.subjects import channel_events_wildcard, normalize_token
 
 from .feature import Feature, Link, Source
-from .handoff import Handoff, HandoffClosed
-
-T = TypeVar("T")
-_STOP: Any = object()  # ends a pool thread
-_worker_ids = itertools.count(1)
-
-ErrorHook = Callable[[BaseException, Any], None]
+from .workers import ConcurrentPool, ErrorHook
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +33,6 @@ class Handler:
     channel: str | None  # normalised channel token
     domain: str | None  # normalised domain token
     concurrent: bool = False
-
-
-def check_sync_callable(fn: object, what: str) -> None:
-    """Refuse what cannot be called as a plain function on a worker thread."""
-    if not callable(fn):
-        raise TypeError(f"{what} must be callable, got {type(fn).__name__}")
-    target = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target):
-        raise TypeError(
-            f"{what} {getattr(fn, '__qualname__', fn)!r} is an async function; kryten-sync "
-            "runs handlers on worker threads, so write it as a plain `def` (blocking calls "
-            "such as client.send_chat() are fine inside it)"
-        )
 
 
 class HandlerRegistry:
@@ -95,141 +69,6 @@ class HandlerRegistry:
                 if self._by_event is cache:
                     cache[event_lower] = found
         return found
-
-
-def invoke(
-    fn: Callable[[T], None],
-    arg: T,
-    *,
-    stats: HandlerStats,
-    log: RateLimitedLog,
-    on_error: ErrorHook | None,
-    slow_after: float,
-) -> None:
-    """Call one handler: errors are logged with traceback, counted and passed to on_error."""
-    start = time.perf_counter()
-    try:
-        fn(arg)
-    except BaseException as exc:
-        stats.errors += 1
-        log.logger.error(
-            "handler %s raised %s",
-            getattr(fn, "__qualname__", fn),
-            type(exc).__name__,
-            exc_info=exc,
-        )
-        if on_error is not None:
-            try:
-                on_error(exc, arg)
-            except BaseException:
-                log.logger.exception("on_error hook raised while handling %r", exc)
-    finally:
-        elapsed = time.perf_counter() - start
-        stats.observe(elapsed)
-        if elapsed > slow_after:
-            log.limited(
-                "slow-handler",
-                "handler %s took %.1f s (handler_timeout is %.1f s)",
-                getattr(fn, "__qualname__", fn),
-                elapsed,
-                slow_after,
-            )
-
-
-class Worker(Generic[T]):
-    """A daemon thread that processes the items of one bounded hand-off, in order."""
-
-    def __init__(self, name: str, process: Callable[[T], None], maxsize: int) -> None:
-        # Construct on the loop thread: the hand-off wakes that loop.
-        self.queue: Handoff[T] = Handoff(maxsize, asyncio.get_running_loop())
-        self._process = process
-        self.thread = threading.Thread(
-            target=self._run, name=f"kryten-sync-{name}-{next(_worker_ids)}", daemon=True
-        )
-        self.thread.start()
-
-    def _run(self) -> None:
-        get = self.queue.get
-        process = self._process
-        while True:
-            try:
-                item = get()
-            except HandoffClosed:
-                return
-            process(item)
-
-    @property
-    def pending(self) -> int:
-        return len(self.queue)
-
-    async def put(self, item: T) -> bool:
-        """Hand one item over (loop thread), waiting while the queue is full.
-
-        False when the worker is shutting down and the item was not taken.
-        """
-        return await self.queue.put(item)
-
-    def put_nowait(self, item: T) -> bool:
-        """Hand one item over without waiting (loop thread); False when full or closed."""
-        return self.queue.put_nowait(item)
-
-    async def finish(self, timeout: float, caller: threading.Thread | None) -> bool:
-        """Let the worker process what is queued, then end it (loop thread).
-
-        Past ``timeout`` the rest of the queue is dropped; returns whether it ended.
-        ``caller`` is the thread that asked (not waited for: it may be this worker).
-        """
-        self.queue.shutdown()
-        if self.thread is not caller:
-            await _join_thread(self.thread, timeout)
-            if self.thread.is_alive():
-                self.queue.shutdown(drop=True)  # stuck handler: drop the rest
-        return not self.thread.is_alive()
-
-
-async def _join_thread(thread: threading.Thread, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while thread.is_alive() and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-
-
-class ConcurrentPool:
-    """Daemon threads for ``concurrent=True`` handlers: bounded, no order, and never
-    holding interpreter exit (unlike a ThreadPoolExecutor). Each thread owns its stats."""
-
-    def __init__(self, size: int, maxsize: int) -> None:
-        self._queue: queue.Queue[Callable[[HandlerStats], None]] = queue.Queue(maxsize)
-        self.stats = [HandlerStats() for _ in range(size)]
-        self.threads = [
-            threading.Thread(
-                target=self._loop,
-                args=(stats,),
-                name=f"kryten-sync-pool-{next(_worker_ids)}",
-                daemon=True,
-            )
-            for stats in self.stats
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def _loop(self, stats: HandlerStats) -> None:
-        while True:
-            job = self._queue.get()
-            if job is _STOP:
-                return
-            job(stats)
-
-    def submit(self, job: Callable[[HandlerStats], None]) -> None:
-        """Queue one call; blocks the (worker) caller while the pool is saturated."""
-        self._queue.put(job)
-
-    def close(self) -> None:
-        """End the threads once the queued calls have run."""
-        for _ in self.threads:
-            try:
-                self._queue.put_nowait(_STOP)
-            except queue.Full:  # stuck handlers: the daemon threads are abandoned
-                return
 
 
 class Dispatcher(Feature):

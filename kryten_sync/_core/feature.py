@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
 
-    from kryten_sync._core.dispatch import Worker
     from kryten_sync._core.publish import Publisher
+    from kryten_sync._core.workers import Worker
     from kryten_sync.config import KrytenConfig
     from kryten_sync.raw import Message
     from kryten_sync.stats import HandlerStats, RateLimitedLog, SourceStats

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kryten_sync import _validate
-from kryten_sync._core.dispatch import check_sync_callable
 from kryten_sync._core.feature import Feature, Link
+from kryten_sync._core.workers import check_sync_callable
 from kryten_sync.errors import KrytenValidationError, NotConnectedError
 from kryten_sync.raw import encode_payload, utc_timestamp
 from kryten_sync.subjects import DISCOVERY_POLL, GROUP_RESTART, lifecycle_subject

@@ -37,8 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
-from kryten_sync._core.dispatch import Dispatcher, check_sync_callable
+from kryten_sync._core.dispatch import Dispatcher
 from kryten_sync._core.feature import Feature, Link
+from kryten_sync._core.workers import check_sync_callable
 from kryten_sync.errors import KrytenError, KrytenValidationError
 from kryten_sync.stats import LATENCY_BUCKETS
 

@@ -30,20 +30,18 @@ nats-server for such tests (the binary comes with the ``server`` extra).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from .client import KrytenClient
 from .commands import parse
 from .errors import KrytenTimeoutError
-from .raw import Message
+from .raw import Message, utc_timestamp
 from .subjects import (
     COMMANDS_PREFIX,
     ROBOT_COMMAND,
@@ -222,10 +220,12 @@ class FakeBridge:
             "payload": payload,
             "channel": self.channel,
             "domain": self.domain,
-            "timestamp": datetime.now(UTC).isoformat(),
+            "timestamp": utc_timestamp(),
             "correlation_id": str(uuid.uuid4()),
         }
         subject = event_subject(self.channel, event_name)
+        # The bridge's own bytes (json.dumps' default separators, ASCII escapes), not
+        # the client's compact encoding: handlers must cope with what the bridge sends.
         self.client.publish(subject, json.dumps(envelope).encode("utf-8"))
         return envelope
 
@@ -277,7 +277,7 @@ class FakeBridge:
         return {
             "system.ping": lambda r, a: {
                 "pong": True,
-                "timestamp": datetime.now(UTC).isoformat(),
+                "timestamp": utc_timestamp(),
                 "uptime_seconds": self._uptime(),
                 "service": "robot",
                 "version": self.version,
@@ -323,7 +323,7 @@ class FakeBridge:
         base = {"service": "robot", "version": self.version, "uptime_seconds": self._uptime()}
         where = {"cytube_connected": True, "channel": self.channel, "domain": self.domain}
         if command == "system.ping":
-            return {**base, "pong": True, "timestamp": datetime.now(UTC).isoformat(), **where}
+            return {**base, "pong": True, "timestamp": utc_timestamp(), **where}
         if command == "system.health":
             return {**base, "status": "healthy", "nats_connected": True, **where}
         return {**base, "commands_processed": len(self.requests)}

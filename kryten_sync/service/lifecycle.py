@@ -95,12 +95,7 @@ class ServiceLifecycle(Feature):
         Values must be JSON-serialisable (checked here). A user ``endpoints`` key replaces
         the endpoints computed from the health/metrics configuration.
         """
-        try:
-            json.dumps(values)
-        except (TypeError, ValueError) as exc:
-            raise KrytenValidationError(
-                f"set_metadata(): values must be JSON-serialisable ({exc})"
-            ) from None
+        encode_payload(values, "set_metadata(): values")  # JSON-serialisable, or raise
         with self._lock:
             self._metadata = {**self._metadata, **values}
 

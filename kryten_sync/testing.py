@@ -30,6 +30,7 @@ nats-server for such tests (the binary comes with the ``server`` extra).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid

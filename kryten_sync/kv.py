@@ -595,6 +595,13 @@ class KeyValueFeature(AttachedFeature):
 
         return link.call(run(), what, timeout)
 
+    def _latest(self, bucket: str, what: str) -> dict[str, bytes]:
+        """Every key's current value; ``{}`` if the bucket is empty or missing."""
+        empty: dict[str, bytes] = {}
+        return self._kv(
+            lambda st: st.read(bucket, lambda kv: _latest(st, bucket), empty), what, bucket
+        )
+
     # --- buckets --------------------------------------------------------------------
 
     def get_kv_store(self, bucket: str) -> KeyValueStore:
@@ -695,25 +702,14 @@ class KeyValueFeature(AttachedFeature):
         empty or missing."""
         bucket = _check_bucket(bucket)
 
-        empty: dict[str, bytes] = {}
-        values = self._kv(
-            lambda st: st.read(bucket, lambda kv: _latest(st, bucket), empty),
-            f"kv_keys({bucket!r})",
-            bucket,
-        )
-        return sorted(values)
+        return sorted(self._latest(bucket, f"kv_keys({bucket!r})"))
 
     def kv_get_all(self, bucket: str, *, parse_json: bool = False) -> dict[str, Any]:
         """Every key with its value (bytes, or parsed JSON with ``parse_json``), read in
         one pass; ``{}`` if the bucket is empty or missing."""
         bucket = _check_bucket(bucket)
 
-        empty: dict[str, bytes] = {}
-        values = self._kv(
-            lambda st: st.read(bucket, lambda kv: _latest(st, bucket), empty),
-            f"kv_get_all({bucket!r})",
-            bucket,
-        )
+        values = self._latest(bucket, f"kv_get_all({bucket!r})")
         if parse_json:
             return {key: _decode_json(raw, bucket, key) for key, raw in values.items()}
         return dict(values)

@@ -9,12 +9,15 @@ The bridge publishes every CyTube event as a JSON envelope (``event_name``,
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -73,7 +76,7 @@ class RawEvent(BaseModel):
 class TypedEvent(BaseModel):
     """Common base of the typed events."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     event_name: str
     """CyTube's event name as received, e.g. ``chatMsg``."""
@@ -93,35 +96,57 @@ class TypedEvent(BaseModel):
     def _timestamp_utc(cls, value: datetime) -> datetime:
         return _as_utc(value)
 
+    @property
+    def payload(self) -> Any:
+        """The untouched payload (the same as ``raw``), so code written for
+        :class:`RawEvent` keeps working when an event gains a model."""
+        return self.raw
+
+
+# CyTube's chat HTML: text it escaped, plus the tags it added itself (links, filters).
+_TAG = re.compile(r"<[^>]*>")
+
 
 class ChatMessageEvent(TypedEvent):
     """A chat message (``chatMsg``)."""
 
     username: str
+    """The sender."""
     message: str
+    """The text as CyTube sends it: HTML, escaped (``hello &lt;everyone&gt;``)."""
     rank: float = 0.0
     """The sender's rank; fractional ranks exist (1.5 = leader)."""
     shadow: bool = False
     """True if the sender is shadow-muted (only moderators and the bot see the message)."""
+
+    @property
+    def text(self) -> str:
+        """The message as typed: CyTube's tags (links, filters) removed, entities decoded
+        (``hello <everyone>``)."""
+        return html.unescape(_TAG.sub("", self.message))
 
 
 class PrivateMessageEvent(ChatMessageEvent):
     """A private message (``pm``); ``username`` is the sender, ``to`` the recipient."""
 
     to: str
+    """The recipient."""
 
 
 class UserJoinEvent(TypedEvent):
     """A user joined the channel (``addUser``)."""
 
     username: str
+    """Who joined."""
     rank: float
+    """CyTube rank (0 guest, 1 registered, 2 moderator, 3 admin, 4 owner)."""
 
 
 class UserLeaveEvent(TypedEvent):
     """A user left the channel (``userLeave``)."""
 
     username: str
+    """Who left."""
 
 
 class ChangeMediaEvent(TypedEvent):
@@ -130,6 +155,7 @@ class ChangeMediaEvent(TypedEvent):
     media_type: str
     """CyTube's media type, e.g. ``yt``."""
     media_id: str
+    """The id within the media type (for ``yt``, the video id)."""
     title: str
     duration: float
     """Length in seconds (0 for live streams)."""
@@ -140,22 +166,28 @@ class ChangeMediaEvent(TypedEvent):
 class MediaInfo(BaseModel):
     """The media of a playlist item (unknown keys are ignored)."""
 
-    model_config = ConfigDict(frozen=True, strict=True)
+    model_config = ConfigDict(frozen=True, strict=True, use_attribute_docstrings=True)
 
     id: str
+    """The id within the media type."""
     type: str
+    """CyTube's media type, e.g. ``yt``."""
     title: str
     seconds: float
+    """Length in seconds (0 for live streams)."""
 
 
 class PlaylistItem(BaseModel):
     """One playlist entry (unknown keys are ignored)."""
 
-    model_config = ConfigDict(frozen=True, strict=True)
+    model_config = ConfigDict(frozen=True, strict=True, use_attribute_docstrings=True)
 
     uid: int
+    """The item's id in the playlist."""
     temp: bool
+    """True if the item leaves the playlist after playing."""
     queueby: str
+    """Who added it."""
     media: MediaInfo
 
 
@@ -163,12 +195,14 @@ class PlaylistUpdateEvent(TypedEvent):
     """The whole playlist (``playlist``)."""
 
     items: list[PlaylistItem]
+    """In playing order."""
 
 
 class MediaQueuedEvent(TypedEvent):
     """An item was added to the playlist (``queue``)."""
 
     item: PlaylistItem
+    """The new item."""
     after: int | str | None = None
     """The uid the item was placed after, or ``"prepend"``."""
 
@@ -177,6 +211,7 @@ class MediaDeletedEvent(TypedEvent):
     """An item was removed from the playlist (``delete``)."""
 
     uid: int
+    """The uid of the removed item."""
 
 
 class MediaUpdateEvent(TypedEvent):
@@ -185,18 +220,208 @@ class MediaUpdateEvent(TypedEvent):
     current_time: float
     """Seconds into the media (negative during a start delay)."""
     paused: bool
+    """True while playback is paused."""
 
 
 class UserCountEvent(TypedEvent):
     """The number of users in the channel (``usercount``)."""
 
     count: int
+    """Connections in the channel, anonymous ones included."""
 
 
 class MotdEvent(TypedEvent):
     """The channel's message of the day changed (``setMotd``)."""
 
     motd: str
+    """HTML (may be empty)."""
+
+
+class _CyTubeModel(BaseModel):
+    # Unknown keys are kept (``model.model_extra``, or as attributes), never an error.
+    model_config = ConfigDict(
+        frozen=True, extra="allow", populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
+class UserProfile(_CyTubeModel):
+    """A user's CyTube profile."""
+
+    image: str = ""
+    """The avatar URL."""
+    text: str = ""
+    """The profile text."""
+
+
+class UserMeta(_CyTubeModel):
+    """A user's CyTube flags (more keys, e.g. ``ip`` for moderators, are kept as extras)."""
+
+    afk: bool = False
+    """Away from keyboard."""
+    muted: bool = False
+    """Muted in the channel."""
+    smuted: bool = False
+    """Shadow-muted (shown to moderators only)."""
+    aliases: list[str] = Field(default_factory=list)
+    """Other names seen from the same address (shown to moderators only)."""
+
+
+class ChannelUser(_CyTubeModel):
+    """One user in the channel's userlist."""
+
+    name: str
+    """The user's name (CyTube's casing)."""
+    rank: float = 0.0
+    """CyTube rank; fractional ranks exist (1.5 = leader)."""
+    profile: UserProfile = Field(default_factory=UserProfile)
+    meta: UserMeta = Field(default_factory=UserMeta)
+
+    @field_validator("profile", "meta", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class Emote(_CyTubeModel):
+    """One channel emote."""
+
+    name: str
+    """What users type, e.g. ``Kappa``."""
+    image: str
+    """The image URL, HTML-escaped by CyTube (``&amp;`` for ``&``)."""
+    source: str | None = None
+    """CyTube's match pattern for the emote (a regular expression source), if stored."""
+
+
+class UserListEvent(TypedEvent):
+    """Everyone in the channel (``userlist``), sent on joining and when ranks change."""
+
+    users: list[ChannelUser]
+    """Named users only (anonymous viewers are counted in ``usercount``)."""
+
+
+class UserRankEvent(TypedEvent):
+    """A user's rank changed (``setUserRank``)."""
+
+    username: str
+    """The name as the moderator typed it (the case may differ from the userlist)."""
+    rank: float
+    """The new rank; 1.5 while the user is leader."""
+
+
+class LeaderEvent(TypedEvent):
+    """The leader changed (``setLeader``)."""
+
+    username: str
+    """The new leader, or ``""`` when the leader was removed."""
+
+
+class AfkEvent(TypedEvent):
+    """A user's AFK flag changed (``setAFK``)."""
+
+    username: str
+    """Whose flag changed."""
+    afk: bool
+    """True when the user went AFK, False when back."""
+
+
+class KickEvent(TypedEvent):
+    """The bridge's own CyTube user was kicked (``kick``; CyTube then disconnects it)."""
+
+    reason: str = ""
+    """CyTube's reason (``""`` when none was given)."""
+
+
+class ErrorMessageEvent(TypedEvent):
+    """CyTube refused something the bridge's user did (``errorMsg``), e.g. a command."""
+
+    message: str
+    """CyTube's explanation."""
+    alert: bool = False
+    """CyTube asks its web client to show the message in a dialog."""
+
+
+class PollEvent(TypedEvent):
+    """Common base of :class:`PollOpenedEvent` and :class:`PollUpdateEvent`."""
+
+    title: str
+    """HTML, like chat text (escaped, links as ``<a>`` tags)."""
+    options: list[str]
+    """HTML, like the title."""
+    counts: list[int | str]
+    """Votes per option; in a hidden-results poll a string: ``"?"``, or ``"3?"`` for
+    users (such as moderators) who may see them."""
+    initiator: str
+    """Who opened the poll."""
+    opened_at: datetime | None = None
+    """When the poll was opened (the payload's ``timestamp``; aware, UTC)."""
+
+
+class PollOpenedEvent(PollEvent):
+    """A poll was opened (``newPoll``; also sent on joining a channel with an open poll)."""
+
+
+class PollUpdateEvent(PollEvent):
+    """The votes of the open poll changed (``updatePoll``)."""
+
+
+class PollClosedEvent(TypedEvent):
+    """The open poll was closed (``closePoll``; also sent before each ``newPoll``)."""
+
+
+class VoteskipEvent(TypedEvent):
+    """The voteskip tally (``voteskip``; sent to users allowed to see it)."""
+
+    count: int
+    """Votes to skip so far."""
+    need: int
+    """Votes needed to skip (0 after a media change)."""
+
+
+class EmoteListEvent(TypedEvent):
+    """All channel emotes (``emoteList``), sent on joining and after an import."""
+
+    emotes: list[Emote]
+    """Every emote of the channel."""
+
+
+class EmoteUpdateEvent(TypedEvent):
+    """An emote was added or changed (``updateEmote``)."""
+
+    emote: Emote
+    """The emote as it is now."""
+
+
+class EmoteRenameEvent(TypedEvent):
+    """An emote was renamed (``renameEmote``)."""
+
+    old_name: str
+    """The emote's previous name."""
+    emote: Emote
+    """The emote under its new name."""
+
+
+class EmoteRemoveEvent(TypedEvent):
+    """An emote was removed (``removeEmote``)."""
+
+    name: str
+    """The removed emote's name."""
+
+
+class PlaylistCurrentEvent(TypedEvent):
+    """The playlist's current item changed (``setCurrent``)."""
+
+    uid: int
+    """The uid of the item now playing."""
+
+
+class MediaMovedEvent(TypedEvent):
+    """A playlist item was moved (``moveVideo``)."""
+
+    from_uid: int
+    """The uid of the item that moved."""
+    after: int | str
+    """The uid it now follows, or ``"prepend"``/``"append"``."""
 
 
 Event: TypeAlias = (
@@ -212,6 +437,22 @@ Event: TypeAlias = (
     | MediaUpdateEvent
     | UserCountEvent
     | MotdEvent
+    | UserListEvent
+    | UserRankEvent
+    | LeaderEvent
+    | AfkEvent
+    | KickEvent
+    | ErrorMessageEvent
+    | PollOpenedEvent
+    | PollUpdateEvent
+    | PollClosedEvent
+    | VoteskipEvent
+    | EmoteListEvent
+    | EmoteUpdateEvent
+    | EmoteRenameEvent
+    | EmoteRemoveEvent
+    | PlaylistCurrentEvent
+    | MediaMovedEvent
 )
 """Anything :func:`decode_event` returns."""
 
@@ -508,27 +749,186 @@ def _usercount_fields(payload: object) -> dict[str, Any]:
 
 
 def _motd_fields(payload: object) -> dict[str, Any]:
+    return {"motd": _string(payload)}
+
+
+def _from_millis(millis: object, key: str) -> datetime:
+    """Epoch milliseconds (``key`` of the payload) as an aware UTC datetime."""
+    if type(millis) is not int:
+        millis = _number(millis, key)
+    try:
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise _Misfit(f"{key} {millis!r} is out of range") from None
+
+
+def _string(payload: object) -> str:
     if not isinstance(payload, str):
         raise _Misfit(f"payload must be a string, got {_json_type(payload)}")
-    return {"motd": payload}
+    return payload
+
+
+def _validated(validate: Callable[[Any], Any], value: object, path: str) -> Any:
+    try:
+        return validate(value)
+    except ValidationError as exc:
+        raise _Misfit(_validation_reason(exc, path)) from None
+
+
+_validate_users = TypeAdapter(list[ChannelUser]).validate_python
+_validate_emotes = TypeAdapter(list[Emote]).validate_python
+_validate_emote = Emote.__pydantic_validator__.validate_python
+
+
+def _userlist_fields(payload: object) -> dict[str, Any]:
+    if not isinstance(payload, list):
+        raise _Misfit(f"payload must be an array, got {_json_type(payload)}")
+    return {"users": _validated(_validate_users, payload, "")}
+
+
+def _user_rank_fields(payload: object) -> dict[str, Any]:
+    p = _object(payload)
+    return {"username": _need_str(p, "name"), "rank": _need_number(p, "rank")}
+
+
+def _leader_fields(payload: object) -> dict[str, Any]:
+    return {"username": _string(payload)}
+
+
+def _afk_fields(payload: object) -> dict[str, Any]:
+    p = _object(payload)
+    return {"username": _need_str(p, "name"), "afk": _need_bool(p, "afk")}
+
+
+def _kick_fields(payload: object) -> dict[str, Any]:
+    reason = _object(payload).get("reason")  # CyTube may kick without a reason
+    if reason is not None and not isinstance(reason, str):
+        raise _Misfit(f"reason must be a string, got {_json_type(reason)}")
+    return {"reason": reason or ""}
+
+
+def _error_msg_fields(payload: object) -> dict[str, Any]:
+    p = _object(payload)
+    alert = p.get("alert")
+    if alert is not None and not isinstance(alert, bool):
+        raise _Misfit(f"alert must be a boolean, got {_json_type(alert)}")
+    return {"message": _need_str(p, "msg"), "alert": bool(alert)}
+
+
+def _need_list(payload: dict[str, Any], key: str, check: Callable[[object], bool]) -> list[Any]:
+    value = _need(payload, key)
+    if not isinstance(value, list):
+        raise _Misfit(f"{key} must be an array, got {_json_type(value)}")
+    for i, item in enumerate(value):
+        if not check(item):
+            raise _Misfit(f"{key}[{i}] has the wrong type ({_json_type(item)})")
+    return value
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _poll_fields(payload: object) -> dict[str, Any]:
+    p = _object(payload)
+    opened = p.get("timestamp")  # very old CyTube polls have none
+    return {
+        "title": _need_str(p, "title"),
+        "options": _need_list(p, "options", _is_str),
+        "counts": _need_list(p, "counts", _is_count),
+        "initiator": _need_str(p, "initiator"),
+        "opened_at": None if opened is None else _from_millis(opened, "timestamp"),
+    }
+
+
+def _no_fields(payload: object) -> dict[str, Any]:
+    return {}  # CyTube sends the event without data: the payload is null
+
+
+def _voteskip_fields(payload: object) -> dict[str, Any]:
+    p = _object(payload)
+    return {"count": _need_int(p, "count"), "need": _need_int(p, "need")}
+
+
+def _emote_list_fields(payload: object) -> dict[str, Any]:
+    if not isinstance(payload, list):
+        raise _Misfit(f"payload must be an array, got {_json_type(payload)}")
+    return {"emotes": _validated(_validate_emotes, payload, "")}
+
+
+def _emote_update_fields(payload: object) -> dict[str, Any]:
+    return {"emote": _validated(_validate_emote, _object(payload), "")}
+
+
+def _emote_rename_fields(payload: object) -> dict[str, Any]:
+    p = _object(payload)
+    return {"old_name": _need_str(p, "old"), "emote": _validated(_validate_emote, p, "")}
+
+
+def _emote_remove_fields(payload: object) -> dict[str, Any]:
+    return {"name": _need_str(_object(payload), "name")}
+
+
+def _set_current_fields(payload: object) -> dict[str, Any]:
+    if not isinstance(payload, int) or isinstance(payload, bool):
+        raise _Misfit(f"payload must be an integer, got {_json_type(payload)}")
+    return {"uid": payload}
+
+
+def _move_video_fields(payload: object) -> dict[str, Any]:
+    p = _object(payload)
+    after = _need(p, "after")
+    if not isinstance(after, int | str) or isinstance(after, bool):
+        raise _Misfit(f"after must be an integer or a string, got {_json_type(after)}")
+    return {"from_uid": _need_int(p, "from"), "after": after}
 
 
 _FieldsOf = Callable[[object], dict[str, Any]]
 
+# CyTube event name (CyTube's casing) -> (model, payload -> model fields)
+_TYPED: tuple[tuple[str, type[TypedEvent], _FieldsOf], ...] = (
+    ("chatMsg", ChatMessageEvent, _chat_fields),
+    ("pm", PrivateMessageEvent, _pm_fields),
+    ("addUser", UserJoinEvent, _add_user_fields),
+    ("userLeave", UserLeaveEvent, _user_leave_fields),
+    ("changeMedia", ChangeMediaEvent, _change_media_fields),
+    ("playlist", PlaylistUpdateEvent, _playlist_fields),
+    ("queue", MediaQueuedEvent, _queue_fields),
+    ("delete", MediaDeletedEvent, _delete_fields),
+    ("mediaUpdate", MediaUpdateEvent, _media_update_fields),
+    ("usercount", UserCountEvent, _usercount_fields),
+    ("setMotd", MotdEvent, _motd_fields),
+    ("userlist", UserListEvent, _userlist_fields),
+    ("setUserRank", UserRankEvent, _user_rank_fields),
+    ("setLeader", LeaderEvent, _leader_fields),
+    ("setAFK", AfkEvent, _afk_fields),
+    ("kick", KickEvent, _kick_fields),
+    ("errorMsg", ErrorMessageEvent, _error_msg_fields),
+    ("newPoll", PollOpenedEvent, _poll_fields),
+    ("updatePoll", PollUpdateEvent, _poll_fields),
+    ("closePoll", PollClosedEvent, _no_fields),
+    ("voteskip", VoteskipEvent, _voteskip_fields),
+    ("emoteList", EmoteListEvent, _emote_list_fields),
+    ("updateEmote", EmoteUpdateEvent, _emote_update_fields),
+    ("renameEmote", EmoteRenameEvent, _emote_rename_fields),
+    ("removeEmote", EmoteRemoveEvent, _emote_remove_fields),
+    ("setCurrent", PlaylistCurrentEvent, _set_current_fields),
+    ("moveVideo", MediaMovedEvent, _move_video_fields),
+)
+
 # lowercased CyTube event name -> (model, payload -> model fields)
 _CONVERTERS: dict[str, tuple[type[TypedEvent], _FieldsOf]] = {
-    "chatmsg": (ChatMessageEvent, _chat_fields),
-    "pm": (PrivateMessageEvent, _pm_fields),
-    "adduser": (UserJoinEvent, _add_user_fields),
-    "userleave": (UserLeaveEvent, _user_leave_fields),
-    "changemedia": (ChangeMediaEvent, _change_media_fields),
-    "playlist": (PlaylistUpdateEvent, _playlist_fields),
-    "queue": (MediaQueuedEvent, _queue_fields),
-    "delete": (MediaDeletedEvent, _delete_fields),
-    "mediaupdate": (MediaUpdateEvent, _media_update_fields),
-    "usercount": (UserCountEvent, _usercount_fields),
-    "setmotd": (MotdEvent, _motd_fields),
+    name.lower(): (model, fields_of) for name, model, fields_of in _TYPED
 }
+
+TYPED_EVENTS: Mapping[str, type[TypedEvent]] = MappingProxyType(
+    {name: model for name, model, _ in _TYPED}
+)
+"""The events that have a model: CyTube's event name (CyTube's casing) -> model."""
 
 
 def _event_time(payload: object, default: datetime) -> datetime:
@@ -538,12 +938,7 @@ def _event_time(payload: object, default: datetime) -> datetime:
     millis = payload.get("time")
     if millis is None:
         return default
-    if type(millis) is not int:
-        millis = _number(millis, "time")
-    try:
-        return datetime.fromtimestamp(millis / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise _Misfit(f"time {millis!r} is out of range") from None
+    return _from_millis(millis, "time")
 
 
 _Converter: TypeAlias = tuple[type[TypedEvent], _FieldsOf]
@@ -639,23 +1034,45 @@ def decode_event(data: bytes | str) -> Event:
 
 
 __all__ = [
+    "TYPED_EVENTS",
+    "AfkEvent",
     "ChangeMediaEvent",
+    "ChannelUser",
     "ChatMessageEvent",
+    "Emote",
+    "EmoteListEvent",
+    "EmoteRemoveEvent",
+    "EmoteRenameEvent",
+    "EmoteUpdateEvent",
+    "ErrorMessageEvent",
     "Event",
+    "KickEvent",
+    "LeaderEvent",
     "MalformedEventError",
     "MediaDeletedEvent",
     "MediaInfo",
+    "MediaMovedEvent",
     "MediaQueuedEvent",
     "MediaUpdateEvent",
     "MotdEvent",
+    "PlaylistCurrentEvent",
     "PlaylistItem",
     "PlaylistUpdateEvent",
+    "PollClosedEvent",
+    "PollEvent",
+    "PollOpenedEvent",
+    "PollUpdateEvent",
     "PrivateMessageEvent",
     "RawEvent",
     "TypedEvent",
     "UserCountEvent",
     "UserJoinEvent",
     "UserLeaveEvent",
+    "UserListEvent",
+    "UserMeta",
+    "UserProfile",
+    "UserRankEvent",
+    "VoteskipEvent",
     "decode_event",
     "parse_envelope",
     "to_typed_event",

@@ -14,10 +14,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import KrytenValidationError
-from .events import PlaylistItem
+from .events import ChannelUser, Emote, PlaylistItem, UserMeta, UserProfile
 from .kv import KeyValueFeature, is_bucket_name
 from .stats import RateLimitedLog
 
@@ -51,46 +51,6 @@ class CurrentMedia(_StateModel):
     current_time: float | None = Field(None, alias="currentTime")
     paused: bool | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
-
-
-class UserProfile(_StateModel):
-    """A user's CyTube profile."""
-
-    image: str = ""
-    text: str = ""
-
-
-class UserMeta(_StateModel):
-    """A user's CyTube flags (more keys, e.g. ``ip`` for moderators, are kept as extras)."""
-
-    afk: bool = False
-    muted: bool = False
-    smuted: bool = False
-    aliases: list[str] = Field(default_factory=list)
-
-
-class ChannelUser(_StateModel):
-    """One user in the channel's userlist."""
-
-    name: str
-    rank: float = 0.0
-    """CyTube rank; fractional ranks exist (1.5 = leader)."""
-    profile: UserProfile = Field(default_factory=UserProfile)
-    meta: UserMeta = Field(default_factory=UserMeta)
-
-    @field_validator("profile", "meta", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-
-class Emote(_StateModel):
-    """One channel emote."""
-
-    name: str
-    image: str
-    source: str | None = None
-    """CyTube's match pattern for the emote (a regular expression source), if stored."""
 
 
 def state_bucket_name(channel: str, kind: str) -> str:

@@ -676,12 +676,11 @@ def test_names_match_case_insensitively(name: str, payload: Any, model: type[Typ
 @pytest.mark.parametrize(
     ("name", "payload"),
     [
-        ("userlist", [{"name": "bob", "rank": 1, "profile": {}, "meta": {}}]),
-        ("emoteList", [{"name": "Kappa", "image": "https://x/k.png", "source": "Kappa"}]),
+        ("setUserMeta", {"name": "bob", "meta": {"afk": True, "muted": False}}),
         ("rank", 2),
-        ("setCurrent", 41),
+        ("clearchat", None),
         ("login", {"success": True, "name": "kryten"}),
-        ("voteskip", {"count": 1, "need": 3}),
+        ("setPlaylistLocked", True),
         ("chatMsgX", bf.CHAT_MSG),
         ("someUnknownEvent", None),
     ],

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType, TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from . import commands
 from ._core import exit as _exit
@@ -36,6 +36,7 @@ from .errors import (
     NotConnectedError,
     WrongThreadError,
 )
+from .eventnames import unknown_event_hint
 from .events import Event
 from .kv import KeyValueFeature
 from .raw import Message, Payload, Subscription, encode_message
@@ -45,7 +46,12 @@ from .service.metrics import Metrics
 from .state import ChannelState
 from .stats import ChannelStatus, HealthStatus
 from .streams import EventStream, Predicate
-from .subjects import check_subject, token
+from .subjects import check_subject, normalize_token, token
+
+if TYPE_CHECKING:
+    from ._event_overloads import EventOverloads as _EventOverloads
+else:
+    _EventOverloads = object
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,7 +107,28 @@ def _delegate(
     return method
 
 
-class KrytenClient:
+def _handler(
+    event: str,
+    channel: str | None,
+    domain: str | None,
+    fn: Callable[[Any], None],
+    *,
+    concurrent: bool = False,
+    consumer: bool = False,
+) -> Handler:
+    if not isinstance(event, str) or not event.strip():
+        raise KrytenValidationError("on(): event name must be a non-empty string")
+    return Handler(
+        fn,
+        event.strip().lower(),
+        token(channel, "channel filter") if channel is not None else None,
+        token(domain, "domain filter") if domain is not None else None,
+        concurrent,
+        consumer,
+    )
+
+
+class KrytenClient(_EventOverloads):
     """A synchronous Kryten client, safe to share between threads.
 
     The NATS connection lives on a daemon thread running an asyncio loop; every method
@@ -123,6 +150,7 @@ class KrytenClient:
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.RLock()
         self._stop_signal: str | None = None
+        self._warned: set[str] = set()  # names _check_names warned about
         # The parts. None refers back to the client: the loop would keep an abandoned
         # client alive, and it could never be closed when collected.
         config = self.config
@@ -264,71 +292,122 @@ class KrytenClient:
         return conn is not None and conn.is_connected
 
     # -- handlers ----------------------------------------------------------------------
+    # Type checkers see on/events/wait_for through _event_overloads.pyi: one overload per
+    # typed event (client.on("chatMsg") gives ChatMessageEvent). These bodies only
+    # forward to the checked implementations below.
 
-    @overload
-    def on(
-        self,
-        event: str,
-        channel: str | None = None,
-        domain: str | None = None,
-        *,
-        concurrent: bool = False,
-        handler: None = None,
-    ) -> Callable[[F], F]: ...
+    if not TYPE_CHECKING:
 
-    @overload
-    def on(
-        self,
-        event: str,
-        channel: str | None = None,
-        domain: str | None = None,
-        *,
-        concurrent: bool = False,
-        handler: F,
-    ) -> F: ...
+        def on(
+            self,
+            event_name: str,
+            channel: str | None = None,
+            domain: str | None = None,
+            *,
+            concurrent: bool = False,
+            handler: Callable[[Any], None] | None = None,
+        ) -> Any:
+            """Register a plain-function handler for ``event_name`` (``"*"`` for every event).
 
-    def on(
+            Decorator (``@client.on("chatMsg")``) or call (``client.on("chatMsg",
+            handler=fn)``). Names match case-insensitively; ``channel``/``domain`` filters
+            compare after normalisation. Handlers for one channel run one at a time in
+            arrival order on that channel's thread; ``concurrent=True`` runs this handler on
+            a pool instead (no order). Works before and after connect. A name CyTube does
+            not send, or a channel that is not configured, logs one warning.
+            """
+            return self._on(event_name, channel, domain, concurrent, handler)
+
+        def events(
+            self,
+            event: str = "*",
+            *,
+            channel: str | None = None,
+            domain: str | None = None,
+            predicate: Predicate | None = None,
+            maxsize: int = 10_000,
+        ) -> EventStream[Any]:
+            """A context-managed blocking iterator over matching events from now on.
+
+            ``with client.events("chatMsg") as stream: for ev in stream: ...``
+            """
+            return self._events(
+                "events",
+                event,
+                channel=channel,
+                domain=domain,
+                predicate=predicate,
+                maxsize=maxsize,
+            )
+
+        def wait_for(
+            self,
+            event: str,
+            *,
+            channel: str | None = None,
+            domain: str | None = None,
+            predicate: Predicate | None = None,
+            timeout: float = 30.0,
+        ) -> Event:
+            """Block until the next matching event and return it (KrytenTimeoutError after
+            ``timeout`` seconds)."""
+            return self._wait_for(event, channel, domain, predicate, timeout)
+
+    def _on(
         self,
-        event: str,
-        channel: str | None = None,
-        domain: str | None = None,
-        *,
-        concurrent: bool = False,
-        handler: F | None = None,
+        event_name: str,
+        channel: str | None,
+        domain: str | None,
+        concurrent: bool,
+        handler: F | None,
     ) -> Callable[[F], F] | F:
-        """Register a plain-function handler for ``event`` (``"*"`` for every event).
-
-        Decorator (``@client.on("chatMsg")``) or call (``client.on("chatMsg",
-        handler=fn)``). Names match case-insensitively; ``channel``/``domain`` filters
-        compare after normalisation. Handlers for one channel run one at a time in arrival
-        order on that channel's thread; ``concurrent=True`` runs this handler on a pool
-        instead (no order). Works before and after connect.
-        """
+        self._check_names("on", event_name, channel, domain)
 
         def register(fn: F) -> F:
             check_sync_callable(fn, "handler")
-            self._dispatcher.registry.add(self._handler(event, channel, domain, fn, concurrent))
+            self._dispatcher.registry.add(
+                _handler(event_name, channel, domain, fn, concurrent=concurrent)
+            )
             return fn
 
         return register if handler is None else register(handler)
 
-    @staticmethod
-    def _handler(
-        event: str,
-        channel: str | None,
-        domain: str | None,
-        fn: Callable[[Any], None],
-        concurrent: bool,
-    ) -> Handler:
-        if not isinstance(event, str) or not event.strip():
-            raise KrytenValidationError("on(): event name must be a non-empty string")
-        return Handler(
-            fn,
-            event.strip().lower(),
-            token(channel, "channel filter") if channel is not None else None,
-            token(domain, "domain filter") if domain is not None else None,
-            concurrent,
-        )
+    def _check_names(
+        self, where: str, event: object, channel: str | None, domain: str | None
+    ) -> None:
+        """Warn once per name about a filter that will probably never match."""
+        if isinstance(event, str):
+            hint = unknown_event_hint(event)
+            if hint is not None:
+                self._warn_once(
+                    f"event {event.strip().lower()}",
+                    f"{where}({event!r}): {hint} (registered anyway: custom events are allowed)",
+                )
+        configured = self.config.channels
+        if channel is not None and normalize_token(channel) not in {
+            normalize_token(c.channel) for c in configured
+        }:
+            names = ", ".join(repr(c.channel) for c in configured)
+            self._warn_once(
+                f"channel {normalize_token(channel)}",
+                f"{where}(channel={channel!r}): not a configured channel ({names}); the "
+                "client subscribes only to those, so this filter never matches",
+            )
+        if domain is not None and normalize_token(domain) not in {
+            normalize_token(c.domain) for c in configured
+        }:
+            names = ", ".join(sorted({repr(c.domain) for c in configured}))
+            self._warn_once(
+                f"domain {normalize_token(domain)}",
+                f"{where}(domain={domain!r}): no configured channel has this domain ({names})",
+            )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        self.logger.warning("%s", message)
 
     def remove_handler(self, fn: Callable[..., None]) -> None:
         """Unregister every registration of ``fn``."""
@@ -356,44 +435,41 @@ class KrytenClient:
         dispatcher.reconnect_callbacks = (*dispatcher.reconnect_callbacks, callback)
         return callback
 
-    # -- blocking consumption ----------------------------------------------------------
+    # -- blocking consumption (typed by _event_overloads.pyi, see on()) ---------------
 
-    def events(
+    def _events(
         self,
-        event: str = "*",
+        where: str,
+        event: str,
         *,
-        channel: str | None = None,
-        domain: str | None = None,
-        predicate: Predicate | None = None,
-        maxsize: int = 10_000,
-    ) -> EventStream:
-        """A context-managed blocking iterator over matching events from now on.
-
-        ``with client.events("chatMsg") as stream: for ev in stream: ...``
-        """
+        channel: str | None,
+        domain: str | None,
+        predicate: Predicate | None,
+        maxsize: int,
+    ) -> EventStream[Any]:
         self._require()
-        stream = EventStream(lambda: self._conn is not None, predicate, maxsize)
-        handler = self._handler(event, channel, domain, stream.push, False)
+        self._check_names(where, event, channel, domain)
+        stream: EventStream[Any] = EventStream(lambda: self._conn is not None, predicate, maxsize)
+        # The library's own consumer: not counted as a handler call in health().
+        handler = _handler(event, channel, domain, stream.push, consumer=True)
         registry = self._dispatcher.registry
         stream.detach = functools.partial(registry.remove, handler)
         registry.add(handler)
         return stream
 
-    def wait_for(
+    def _wait_for(
         self,
         event: str,
-        *,
-        channel: str | None = None,
-        domain: str | None = None,
-        predicate: Predicate | None = None,
-        timeout: float = 30.0,
+        channel: str | None,
+        domain: str | None,
+        predicate: Predicate | None,
+        timeout: float,
     ) -> Event:
-        """Block until the next matching event and return it (KrytenTimeoutError after
-        ``timeout`` seconds)."""
-        with self.events(
-            event, channel=channel, domain=domain, predicate=predicate, maxsize=1
+        with self._events(
+            "wait_for", event, channel=channel, domain=domain, predicate=predicate, maxsize=1
         ) as stream:
-            return stream.get(timeout)
+            found: Event = stream.get(timeout)
+            return found
 
     # -- raw NATS ------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ import queue
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
+
+from typing_extensions import TypeVar
 
 from .errors import ClientClosedError, KrytenTimeoutError
 
@@ -15,11 +17,12 @@ if TYPE_CHECKING:
     from .events import Event
 
 Predicate = Callable[[Any], bool]
+E_co = TypeVar("E_co", covariant=True, default="Event")  # the model of the events streamed
 _CLOSED: Any = object()
 _SLICE = 0.2  # wait in slices so Ctrl-C is seen promptly
 
 
-class EventStream:
+class EventStream(Generic[E_co]):
     """Events matching one filter, buffered for a consuming thread.
 
     Use as a context manager and iterate, or call :meth:`get`. The buffer holds
@@ -36,7 +39,7 @@ class EventStream:
         self._closed = False
         self.dropped = 0
 
-    def push(self, event: Event) -> None:
+    def push(self, event: Any) -> None:
         """Handler side (worker thread): never blocks."""
         if self._predicate is not None and not self._predicate(event):
             return
@@ -45,7 +48,7 @@ class EventStream:
         except queue.Full:
             self.dropped += 1
 
-    def get(self, timeout: float | None = None) -> Event:
+    def get(self, timeout: float | None = None) -> E_co:
         """The next event. Raises KrytenTimeoutError after ``timeout`` seconds (None: no
         limit), ClientClosedError once the stream or the client is closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -66,7 +69,7 @@ class EventStream:
                 raise ClientClosedError("the event stream is closed")
             return item  # type: ignore[no-any-return]
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Iterator[E_co]:
         while True:
             try:
                 yield self.get()
@@ -81,7 +84,7 @@ class EventStream:
             with contextlib.suppress(queue.Full):  # the reader then sees _closed
                 self._queue.put_nowait(_CLOSED)
 
-    def __enter__(self) -> EventStream:
+    def __enter__(self) -> EventStream[E_co]:
         return self
 
     def __exit__(

@@ -299,7 +299,10 @@ def test_typed_event_arrives_as_its_model(
 @pytest.mark.parametrize("style", ["offset", "z"])
 @pytest.mark.parametrize(
     ("event_name", "payload"),
-    [("someFutureEvent", {"a": [1, 2]}), ("userlist", [{"name": "bob", "rank": 1}])],
+    [
+        ("someFutureEvent", {"a": [1, 2]}),
+        ("setUserMeta", {"name": "bob", "meta": {"afk": True, "muted": False}}),
+    ],
 )
 def test_unknown_event_arrives_as_raw_event(
     make_client: Callable[..., KrytenClient],

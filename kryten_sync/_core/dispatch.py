@@ -33,6 +33,7 @@ class Handler:
     channel: str | None  # normalised channel token
     domain: str | None  # normalised domain token
     concurrent: bool = False
+    consumer: bool = False  # the library's own (events()/wait_for()): not a handler call
 
 
 class HandlerRegistry:
@@ -85,6 +86,8 @@ class Dispatcher(Feature):
         # Per connection.
         self._link: Link | None = None
         self.channel_sources: dict[str, Source] = {}  # by channel token
+        # Per channel worker (its only writer): calls of consumer handlers, never reported.
+        self._consumer_stats: dict[str, HandlerStats] = {}
         self._pool: ConcurrentPool | None = None
         self._pool_lock = threading.Lock()
 
@@ -105,6 +108,7 @@ class Dispatcher(Feature):
                 confirm=False,  # connect() confirms once, after every feature
             )
         self.channel_sources = sources
+        self._consumer_stats = {source.name: HandlerStats() for source in sources.values()}
 
     def on_disconnect(self, link: Link) -> None:
         self._run_callbacks(link, self.disconnect_callbacks)
@@ -117,6 +121,7 @@ class Dispatcher(Feature):
         if pool is not None:
             pool.close()
         self.channel_sources = {}
+        self._consumer_stats = {}
         self._link = None
 
     @staticmethod
@@ -160,6 +165,9 @@ class Dispatcher(Feature):
                     continue
             if handler.concurrent:
                 self._concurrent_pool().submit(functools.partial(link.invoke, handler.fn, event))
+            elif handler.consumer:
+                uncounted = self._consumer_stats.get(source.name) or HandlerStats()
+                link.invoke(handler.fn, event, uncounted)
             else:
                 link.invoke(handler.fn, event, source.handler_stats)
 

@@ -20,20 +20,30 @@ def encode_payload(data: object, what: str = "payload") -> bytes:
         return data
     if isinstance(data, bytearray | memoryview):
         return bytes(data)
-    try:
-        if isinstance(data, str):
-            return data.encode()
-        if isinstance(data, Mapping | list):
-            try:
-                text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise KrytenValidationError(f"{what} is not JSON-serialisable: {exc}") from exc
-            return text.encode()
-    except UnicodeEncodeError as exc:  # a lone surrogate
-        raise KrytenValidationError(f"{what} has text that is not valid Unicode: {exc}") from exc
+    if isinstance(data, str):
+        return _utf8(data, what)
+    if isinstance(data, Mapping | list):
+        return encode_json(data, what)
     raise KrytenValidationError(
         f"{what} must be bytes, str, dict or list (sent as JSON), got {type(data).__name__}"
     )
+
+
+def encode_json(value: object, what: str = "value") -> bytes:
+    """Any JSON value (a number and None too) as compact UTF-8 JSON without NaN;
+    KrytenValidationError naming ``what`` if it cannot be."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise KrytenValidationError(f"{what} is not JSON-serialisable: {exc}") from exc
+    return _utf8(text, what)
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise KrytenValidationError(f"{what} has text that is not valid Unicode: {exc}") from exc
 
 
 def utc_timestamp() -> str:

@@ -28,7 +28,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kryten_sync import _validate
@@ -49,6 +49,68 @@ if TYPE_CHECKING:
 RestartCallback = Callable[[dict[str, Any]], None]
 
 _DEFAULT_INITIATOR = "kryten-sync"
+#: The keys docs/protocol.md section 4 gives every lifecycle message.
+MESSAGE_KEYS = ("service", "version", "hostname", "timestamp", "uptime_seconds")
+#: The keys of a group restart notice.
+NOTICE_KEYS = ("initiator", "reason", "delay_seconds", "timestamp")
+
+
+def _add_extra(body: dict[str, Any], extra: Mapping[str, Any], reserved: tuple[str, ...]) -> None:
+    clash = sorted(set(extra) & set(reserved))
+    if clash:
+        # A caller's "timestamp" without an offset would break the bridge's services list.
+        raise KrytenValidationError(f"extra keys {clash} would replace the protocol's own")
+    body.update(extra)
+
+
+def lifecycle_message(
+    service: str,
+    version: str,
+    hostname: str,
+    started: float,
+    *,
+    metadata: Mapping[str, Any],
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The body of one lifecycle message (docs/protocol.md section 4): ``service``,
+    ``version``, ``hostname``, ``timestamp`` (UTC, explicit offset), ``uptime_seconds``
+    since ``started`` (a ``time.monotonic()`` reading; 0: not started), ``metadata``
+    when there is any, then the ``extra`` keys, which may not replace the first five."""
+    body: dict[str, Any] = {
+        "service": service,
+        "version": version,
+        "hostname": hostname,
+        "timestamp": utc_timestamp(),
+        "uptime_seconds": round(time.monotonic() - started, 3) if started else 0.0,
+    }
+    if metadata:
+        body["metadata"] = dict(metadata)
+    _add_extra(body, extra, MESSAGE_KEYS)
+    return body
+
+
+def restart_notice(
+    initiator: str, reason: str, delay_seconds: float, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A group restart notice: ``{"initiator", "reason", "delay_seconds", "timestamp"}``
+    plus the ``extra`` keys, which may not replace those four."""
+    notice: dict[str, Any] = {
+        "initiator": initiator,
+        "reason": reason,
+        "delay_seconds": delay_seconds,
+        "timestamp": utc_timestamp(),
+    }
+    _add_extra(notice, extra, NOTICE_KEYS)
+    return notice
+
+
+def decode_notice(data: bytes) -> dict[str, Any] | None:
+    """A received group restart notice, or None if it is not a JSON object."""
+    try:
+        notice = json.loads(data)
+    except ValueError:
+        return None
+    return notice if isinstance(notice, dict) else None
 
 
 class ServiceLifecycle(Feature):
@@ -115,12 +177,8 @@ class ServiceLifecycle(Feature):
         _validate.require_text(where, "reason", reason, allow_empty=True)
         _validate.require_seconds(where, "delay_seconds", delay_seconds)
         service = self._config.service
-        notice = {
-            "initiator": service.name if service is not None else _DEFAULT_INITIATOR,
-            "reason": reason,
-            "delay_seconds": delay_seconds,
-            "timestamp": utc_timestamp(),
-        }
+        initiator = service.name if service is not None else _DEFAULT_INITIATOR
+        notice = restart_notice(initiator, reason, delay_seconds, {})
         self._require().publisher.put(GROUP_RESTART, encode_payload(notice), None, None)
 
     def announce(self) -> None:
@@ -140,22 +198,19 @@ class ServiceLifecycle(Feature):
         """The body of one lifecycle message (docs/protocol.md section 4), plus ``extra`` keys."""
         service = self.service
         assert service is not None
-        body: dict[str, Any] = {
-            "service": service.name,
-            "version": service.version,
-            "hostname": self._hostname,
-            "timestamp": utc_timestamp(),
-            "uptime_seconds": round(time.monotonic() - self._started, 3) if self._started else 0.0,
-        }
         metadata: dict[str, Any] = {}
         endpoints = self._metrics.endpoints()
         if endpoints:
             metadata["endpoints"] = endpoints
         metadata.update(self._metadata)
-        if metadata:
-            body["metadata"] = metadata
-        body.update(extra)
-        return body
+        return lifecycle_message(
+            service.name,
+            service.version,
+            self._hostname,
+            self._started,
+            metadata=metadata,
+            extra=extra,
+        )
 
     # -- loop side -------------------------------------------------------------------------
 
@@ -222,11 +277,8 @@ class ServiceLifecycle(Feature):
     async def _on_group_restart_msg(self, msg: Msg) -> None:
         link = self._link
         logger = self._logger
-        try:
-            notice = json.loads(msg.data)
-        except ValueError:
-            notice = None
-        if not isinstance(notice, dict):
+        notice = decode_notice(msg.data)
+        if notice is None:
             if link is not None:
                 link.log.limited(
                     "group-restart-bad",

@@ -31,26 +31,33 @@ nats-server for such tests (the binary comes with the ``server`` extra).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from . import kv_store
 from .client import KrytenClient
 from .commands import parse
-from .errors import KrytenTimeoutError
-from .raw import Message, utc_timestamp
+from .config import KrytenConfig, NatsConfig
+from .errors import KeyValueError, KrytenTimeoutError, NotConnectedError
+from .raw import Message, encode_payload, utc_timestamp
+from .state import state_bucket_name
 from .subjects import (
     COMMANDS_PREFIX,
     ROBOT_COMMAND,
     event_subject,
     normalize_token,
+    token,
     user_level_subject,
 )
 from .tools.embedded import EmbeddedServer
+from .tools.loopback import LoopbackServer
 
 #: Queries the real bridge answers twice (two handlers share kryten.robot.command).
 _ANSWERED_TWICE = ("system.ping", "system.health", "system.stats")
@@ -214,17 +221,30 @@ class FakeBridge:
 
     # -- events --------------------------------------------------------------------
 
-    def emit(self, event_name: str, payload: Any) -> dict[str, Any]:
-        """Publish ``event_name`` as the bridge does; returns the envelope sent."""
+    def emit(
+        self,
+        event_name: str,
+        payload: Any,
+        *,
+        channel: str | None = None,
+        domain: str | None = None,
+        correlation_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish ``event_name`` as the bridge does; returns the envelope sent.
+
+        ``channel``/``domain`` stand in for the fake's own (the bridge of another
+        channel), ``correlation_id`` for a new uuid4.
+        """
+        channel = self.channel if channel is None else channel
         envelope = {
             "event_name": event_name,
             "payload": payload,
-            "channel": self.channel,
-            "domain": self.domain,
+            "channel": channel,
+            "domain": self.domain if domain is None else domain,
             "timestamp": utc_timestamp(),
-            "correlation_id": str(uuid.uuid4()),
+            "correlation_id": correlation_id or str(uuid.uuid4()),
         }
-        subject = event_subject(self.channel, event_name)
+        subject = event_subject(channel, event_name)
         # The bridge's own bytes (json.dumps' default separators, ASCII escapes), not
         # the client's compact encoding: handlers must cope with what the bridge sends.
         self.client.publish(subject, json.dumps(envelope).encode("utf-8"))
@@ -349,4 +369,426 @@ class FakeBridge:
             return {"success": True, "uid": self._next_uid}
 
 
-__all__ = ["EmbeddedServer", "FakeBridge", "ReceivedCommand", "check_command"]
+# --- MockKrytenClient ---------------------------------------------------------------
+
+
+def _mock_config(config: KrytenConfig | Mapping[str, Any], url: str) -> KrytenConfig:
+    """``config`` with its NATS section replaced by the loopback server's URL and no HTTP
+    endpoints (a test double binds no port)."""
+    nats = NatsConfig(servers=[url], name="kryten-sync-mock")
+    if isinstance(config, Mapping):
+        config = {key: value for key, value in config.items() if key != "metrics"}
+        config["nats"] = nats
+    cfg = KrytenConfig.coerce(config)
+    service = cfg.service
+    if service is not None:
+        service = service.model_copy(update={"health_port": None, "metrics_port": None})
+    return cfg.model_copy(update={"nats": nats, "metrics": None, "service": service})
+
+
+class _Recorder:
+    """Every command the mock client sends, seen by the loopback server as it arrives (its
+    tap), in the bridge's format. Holds no reference to the mock."""
+
+    def __init__(self, config: KrytenConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.entries: list[dict[str, Any]] = []
+
+    def tap(self, subject: str, reply: str, headers: bytes | None, payload: bytes) -> None:
+        if subject.startswith(COMMANDS_PREFIX + "."):
+            entry = self._command(subject, payload)
+        elif _is_service_command(subject):
+            entry = self._service_request(subject, payload)
+        else:
+            return
+        entry["request"] = bool(reply)
+        with self.lock:
+            self.entries.append(entry)
+
+    def _command(self, subject: str, payload: bytes) -> dict[str, Any]:
+        body, problems = parse(subject, payload)
+        channel = subject[len(COMMANDS_PREFIX) + 1 :].split(".", 1)[0]
+        configured = self.config.channel_for(channel)
+        return {
+            "subject": subject,
+            "action": body.get("action", ""),
+            "data": body.get("data"),
+            "channel": channel,
+            "domain": configured.domain if configured is not None else None,
+            "correlation_id": body.get("correlation_id", ""),
+            "timestamp": body.get("timestamp", ""),
+            "problems": problems,
+        }
+
+    @staticmethod
+    def _service_request(subject: str, payload: bytes) -> dict[str, Any]:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return {
+                "subject": subject,
+                "action": "",
+                "data": None,
+                "channel": None,
+                "domain": None,
+                "correlation_id": "",
+                "timestamp": "",
+                "problems": ["body is not a JSON object"],
+            }
+        found = body.get("meta")
+        meta: dict[str, Any] = found if isinstance(found, dict) else {}
+        if "args" in body:
+            data = body["args"]
+        else:  # economy requests carry their parameters at the top level
+            data = {k: v for k, v in body.items() if k not in _SERVICE_KEYS}
+        return {
+            "subject": subject,
+            "action": body.get("command", ""),
+            "data": data,
+            "channel": meta.get("channel", body.get("channel")),
+            "domain": meta.get("domain"),
+            "correlation_id": meta.get("request_id", ""),
+            "timestamp": meta.get("timestamp", ""),
+            "problems": [],
+        }
+
+
+_SERVICE_KEYS = frozenset({"service", "command", "channel", "meta", "args"})
+
+
+def _is_service_command(subject: str) -> bool:
+    """``kryten.{service}.command``: a request to the bridge or another Kryten service."""
+    parts = subject.split(".")
+    return len(parts) == 3 and parts[0] == "kryten" and parts[2] == "command"
+
+
+def _economy_responder(
+    responses: dict[str, Any], logger: logging.Logger
+) -> Callable[[Message], None]:
+    def answer(msg: Message) -> None:
+        if not msg.reply:
+            return
+        try:
+            request = msg.json()
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            msg.respond({"success": False, "error": "request is not a JSON object"})
+            return
+        command = request.get("command")
+        reply = responses.get(command) if isinstance(command, str) else None
+        if reply is None:
+            reply = {"success": True, "data": {}}
+        logger.debug("mock economy service answers %r", command)
+        msg.respond(reply)
+
+    return answer
+
+
+def _shut_down(bridges: list[FakeBridge], server: LoopbackServer) -> None:
+    """Stop the mock's bridges and server (also when the mock is garbage-collected)."""
+    for bridge in bridges:
+        bridge.stop()
+    server.close()
+
+
+class MemoryBucket:
+    """An in-memory key-value bucket of a :class:`MockKrytenClient`, with the
+    :class:`~kryten_sync.KeyValueStore` methods (``get``, ``put``, ``delete``, ``keys``,
+    ``get_all``) and their semantics: values are stored as bytes (dict/list as JSON, str
+    as UTF-8) and read back as bytes, or parsed with ``parse_json``."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        self._values: dict[str, bytes] = {}
+        self._revision = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<MemoryBucket {self.bucket!r}>"
+
+    def get(self, key: str, default: Any = None, *, parse_json: bool = False) -> Any:
+        raw = self._values.get(key)
+        if raw is None:
+            return default
+        return self._decode(key, raw) if parse_json else raw
+
+    def put(self, key: str, value: Any) -> int:
+        data = encode_payload(value, f"kv_put({self.bucket!r}, {key!r}): value")
+        with self._lock:
+            self._values[key] = data
+            self._revision += 1
+            return self._revision
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+
+    def keys(self) -> list[str]:
+        return sorted(self._values)
+
+    def get_all(self, *, parse_json: bool = False) -> dict[str, Any]:
+        values = dict(self._values)
+        if parse_json:
+            return {key: self._decode(key, raw) for key, raw in values.items()}
+        return values
+
+    def _decode(self, key: str, raw: bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise KeyValueError(
+                f"value of {key!r} in bucket {self.bucket!r} is not JSON: {raw[:60]!r}",
+                bucket=self.bucket,
+            ) from exc
+
+
+class MockKrytenClient(KrytenClient):
+    """kryten-py's ``MockKrytenClient``: a test double that needs no nats-server.
+
+    It is a real :class:`~kryten_sync.KrytenClient` connected to an in-process NATS server
+    (:class:`~kryten_sync.tools.loopback.LoopbackServer`), with a :class:`FakeBridge` per
+    configured channel on the same server. So every method has the client's signature
+    and behaviour: commands are built and sent by the client's own code, events reach
+    handlers through its decoding and matching, and bridge queries are answered by the
+    fakes (``bridge`` is the first one: set its ``rank``, ``playlist``, ... as in any
+    FakeBridge test). The ``nats`` section of ``config`` is replaced by the loopback
+    server's; ``metrics`` and the service's HTTP ports are dropped.
+
+    kryten-py's additions:
+
+    - :meth:`simulate_event` publishes an event as the bridge does and returns once the
+      handlers registered for it have run;
+    - :meth:`get_published_commands` lists what was sent to the bridge and to other
+      Kryten services (``kryten.commands.>`` and ``kryten.{service}.command``), each as
+      ``{"subject", "action", "data", "channel", "domain", "correlation_id",
+      "timestamp", "request", "problems"}`` read from the bytes sent;
+      :meth:`clear_published_commands` forgets them;
+    - ``economy_responses[command]`` (also ``_economy_responses``, kryten-py's name) is
+      what the economy service answers; ``{"success": True, "data": {}}`` by default;
+    - kryten-py's key-value methods (``kv_get``, ``kv_put``, ``kv_delete``, ``kv_keys``,
+      ``kv_get_all``, ``get_kv_bucket``, ``get_or_create_kv_bucket``) and its three state
+      readers work on in-memory buckets (:class:`MemoryBucket`; a bucket exists once
+      named). The loopback server has no JetStream: ``get_kv_store``, ``kv_watch`` and
+      the other state readers need a real server (use FakeBridge there).
+    """
+
+    def __init__(
+        self, config: KrytenConfig | Mapping[str, Any], logger: logging.Logger | None = None
+    ) -> None:
+        server = LoopbackServer()
+        try:
+            cfg = _mock_config(config, server.url)
+        except BaseException:
+            server.close()
+            raise
+        recorder = _Recorder(cfg)
+        server.tap = recorder.tap
+        super().__init__(cfg, logger)
+        self._mock_server = server
+        self._mock_recorder = recorder
+        self._mock_lock = threading.Lock()
+        self._mock_running = False
+        self.economy_responses: dict[str, Any] = {}
+        self._economy_responses = self.economy_responses  # kryten-py's name
+        seen: set[tuple[str, str]] = set()
+        self.bridges: list[FakeBridge] = []
+        for channel in cfg.channels:
+            if (channel.domain, channel.channel) not in seen:
+                seen.add((channel.domain, channel.channel))
+                self.bridges.append(
+                    FakeBridge(server.url, domain=channel.domain, channel=channel.channel)
+                )
+        self.bridge = self.bridges[0]
+        self._memory_buckets: dict[str, MemoryBucket] = {}
+        weakref.finalize(self, _shut_down, self.bridges, server)
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Start the loopback server and the fake bridges, then connect."""
+        with self._mock_lock:
+            if not self._mock_running:
+                self._mock_server.start()
+                try:
+                    for bridge in self.bridges:
+                        bridge.start()
+                    self.bridge.client.subscribe(
+                        "kryten.economy.command",
+                        _economy_responder(self.economy_responses, self.logger),
+                    )
+                    self.bridge.client.flush()
+                except BaseException:
+                    _shut_down(self.bridges, self._mock_server)
+                    raise
+                self._mock_running = True
+        super().connect()
+
+    def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> None:
+        """Disconnect, then stop the fake bridges and the loopback server."""
+        super().disconnect(reason, timeout)
+        with self._mock_lock:
+            if self._mock_running:
+                self._mock_running = False
+                for bridge in self.bridges:
+                    bridge.stop()
+                self._mock_server.stop()
+
+    close = disconnect
+
+    # -- events ----------------------------------------------------------------------------
+
+    def simulate_event(
+        self,
+        event_name: str,
+        payload: Any,
+        *,
+        channel: str | None = None,
+        domain: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Publish ``event_name`` with ``payload`` exactly as the bridge would, for
+        ``channel``/``domain`` (default: the first configured), and return once the
+        handlers registered for it have run (``concurrent=True`` ones may still be
+        running). Called from a handler of the same channel, it returns at once: the
+        event is handled after the current handler, as the real client would. An event
+        of a channel the client is not configured for reaches no handler (the client
+        does not subscribe to it), as with the bridge. KrytenTimeoutError if the handlers
+        take longer than ``timeout`` seconds.
+        """
+        if not self.is_connected:
+            raise NotConnectedError("simulate_event(): the mock is not connected: call connect()")
+        first = self.config.channels[0]
+        channel = first.channel if channel is None else channel
+        domain = first.domain if domain is None else domain
+        name = token(channel, "channel")
+        bridge = next((b for b in self.bridges if normalize_token(b.channel) == name), self.bridge)
+        correlation_id = str(uuid.uuid4())
+
+        def emit() -> None:
+            bridge.emit(
+                event_name, payload, channel=channel, domain=domain, correlation_id=correlation_id
+            )
+
+        if self.config.channel_for(channel) is None:
+            self.logger.warning(
+                "simulate_event(): %r is not a configured channel; no handler sees it", channel
+            )
+            emit()
+            return
+        if self._on_channel_worker(name):
+            emit()
+            return
+        with self.events(
+            event_name, predicate=lambda e: e.correlation_id == correlation_id, maxsize=1
+        ) as stream:
+            emit()
+            stream.get(timeout)
+
+    def _on_channel_worker(self, channel_token: str) -> bool:
+        source = self._dispatcher.channel_sources.get(channel_token)
+        return source is not None and source.worker.thread is threading.current_thread()
+
+    # -- what was sent -----------------------------------------------------------------------
+
+    def get_published_commands(self) -> list[dict[str, Any]]:
+        """Every command and service request sent so far, oldest first (see the class
+        docstring); includes everything published before this call."""
+        if self.is_connected:
+            self.flush()  # the server has seen (and recorded) all published before it
+        recorder = self._mock_recorder
+        with recorder.lock:
+            return [dict(entry) for entry in recorder.entries]
+
+    def clear_published_commands(self) -> None:
+        """Forget the recorded commands."""
+        if self.is_connected:
+            self.flush()
+        recorder = self._mock_recorder
+        with recorder.lock:
+            recorder.entries.clear()
+
+    # -- key-value, in memory (kryten-py's mock methods) -------------------------------------
+
+    def _memory_bucket(self, bucket_name: str) -> MemoryBucket:
+        with self._mock_lock:
+            bucket = self._memory_buckets.get(bucket_name)
+            if bucket is None:
+                bucket = self._memory_buckets[bucket_name] = MemoryBucket(bucket_name)
+            return bucket
+
+    def get_kv_bucket(self, bucket_name: str) -> MemoryBucket:
+        """The in-memory bucket ``bucket_name``."""
+        return self._memory_bucket(bucket_name)
+
+    def get_or_create_kv_bucket(
+        self,
+        bucket_name: str,
+        description: str | None = None,
+        max_value_size: int = kv_store.DEFAULT_MAX_VALUE_SIZE,
+    ) -> MemoryBucket:
+        """The in-memory bucket ``bucket_name`` (``description`` and ``max_value_size``
+        are accepted and not used)."""
+        return self._memory_bucket(bucket_name)
+
+    def kv_get(
+        self, bucket_name: str, key: str, default: Any = None, parse_json: bool = False
+    ) -> Any:
+        """As kryten-py: bytes (parsed JSON with ``parse_json``), or ``default`` if the key
+        is missing or its value is not JSON."""
+        bucket = self._memory_bucket(bucket_name)
+        return kv_store.kv_get(bucket, key, default, parse_json, self.logger)
+
+    def kv_put(  # type: ignore[override]
+        self, bucket_name: str, key: str, value: Any, as_json: bool = False
+    ) -> None:
+        """As kryten-py: JSON with ``as_json``, else str as UTF-8, bytes as they are, other
+        values as ``str(value)``."""
+        kv_store.kv_put(self._memory_bucket(bucket_name), key, value, as_json, self.logger)
+
+    def kv_delete(self, bucket_name: str, key: str) -> None:
+        kv_store.kv_delete(self._memory_bucket(bucket_name), key, self.logger)
+
+    def kv_keys(self, bucket_name: str) -> list[str]:
+        return kv_store.kv_keys(self._memory_bucket(bucket_name), self.logger)
+
+    def kv_get_all(self, bucket_name: str, parse_json: bool = False) -> dict[str, Any]:
+        return kv_store.kv_get_all(self._memory_bucket(bucket_name), parse_json, self.logger)
+
+    def get_state_playlist_items(  # type: ignore[override]
+        self, channel: str, *, domain: str | None = None
+    ) -> list[dict[str, Any]]:
+        """``items`` of ``kryten_{channel}_playlist`` in memory, ``[]`` if unwritten."""
+        items = self.kv_get(state_bucket_name(channel, "playlist"), "items", [], True)
+        return items if isinstance(items, list) else []
+
+    def get_state_current_media(  # type: ignore[override]
+        self, channel: str, *, domain: str | None = None
+    ) -> dict[str, Any] | None:
+        """``current`` of ``kryten_{channel}_playlist`` in memory, None if unwritten."""
+        current = self.kv_get(state_bucket_name(channel, "playlist"), "current", None, True)
+        return current if isinstance(current, dict) else None
+
+    def get_state_current_uid(  # type: ignore[override]
+        self, channel: str, *, domain: str | None = None
+    ) -> str | None:
+        """The ``uid`` of :meth:`get_state_current_media` as a string, None if there is
+        none."""
+        current = self.get_state_current_media(channel, domain=domain)
+        uid = None if current is None else current.get("uid")
+        text = "" if uid is None else str(uid).strip()
+        return text or None
+
+
+__all__ = [
+    "EmbeddedServer",
+    "FakeBridge",
+    "LoopbackServer",
+    "MemoryBucket",
+    "MockKrytenClient",
+    "ReceivedCommand",
+    "check_command",
+]

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 from kryten_sync._core.dispatch import Dispatcher
@@ -208,8 +208,18 @@ class ClientCollector:
 # -- HTTP ----------------------------------------------------------------------------------
 
 
+class Responder(Protocol):
+    """What a :class:`Listener` serves: the two responses, as ``(status, type, body)``."""
+
+    logger: logging.Logger
+
+    def health_response(self) -> tuple[int, str, bytes]: ...
+
+    def metrics_response(self, accept: str) -> tuple[int, str, bytes]: ...
+
+
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Listener
     timeout = _REQUEST_TIMEOUT
     server_version = "kryten-sync"
     sys_version = ""
@@ -246,9 +256,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.owner.logger.debug("http %s: " + format, self.address_string(), *args)
 
 
-class _Server(ThreadingHTTPServer):
+class Listener(ThreadingHTTPServer):
     """ThreadingHTTPServer with tracked request threads, no reverse DNS, and a serve loop
-    that stops by itself when the client's loop thread dies."""
+    that stops by itself when ``loop_thread`` (the client's loop thread) dies.
+
+    ``routes`` maps a path to the kind it serves (``"health"`` or ``"metrics"``) from
+    ``owner``. Serving starts with ``thread.start()``; stop with :meth:`stop` on a loop,
+    or :meth:`close` from a plain thread.
+    """
 
     daemon_threads = True
     block_on_close = False
@@ -258,8 +273,8 @@ class _Server(ThreadingHTTPServer):
         host: str,
         port: int,
         routes: dict[str, str],
-        owner: Metrics,
-        loop_thread: threading.Thread,
+        owner: Responder,
+        loop_thread: threading.Thread | None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.routes = routes
@@ -295,7 +310,8 @@ class _Server(ThreadingHTTPServer):
 
     def service_actions(self) -> None:
         # Runs in the serve loop: a client whose loop died is never closed normally.
-        if not self.loop_thread.is_alive() and not self._abandoned:
+        loop_thread = self.loop_thread
+        if loop_thread is not None and not loop_thread.is_alive() and not self._abandoned:
             self._abandoned = True
             threading.Thread(target=self.shutdown, daemon=True).start()
 
@@ -322,12 +338,14 @@ class _Server(ThreadingHTTPServer):
         # on stderr (the default).
         self.owner.logger.debug("http request from %s failed", client_address, exc_info=True)
 
-    async def stop(self, deadline: float) -> bool:
-        """Stop serving and wait for the requests in flight (loop thread, bounded)."""
+    def _stopping(self) -> Iterator[threading.Thread]:
+        """Stop serving, yielding each thread to wait for before going on: the serve
+        loop, then the requests in flight."""
         if self.thread.is_alive():
-            # shutdown() blocks until the serve loop notices: not on the loop thread.
+            # shutdown() blocks until the serve loop notices: not on the caller's thread,
+            # which may be a loop thread.
             threading.Thread(target=self.shutdown, daemon=True).start()
-            await _join(self.thread, deadline)
+            yield self.thread
         else:
             self.server_close()
         with self.active_lock:
@@ -337,13 +355,29 @@ class _Server(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 request.shutdown(socket.SHUT_RD)
         for thread, _ in active:
-            await _join(thread, deadline)
-        return not self.thread.is_alive() and not any(t.is_alive() for t, _ in active)
+            yield thread
+
+    async def stop(self, deadline: float) -> bool:
+        """Stop serving and wait for the requests in flight (loop thread, bounded);
+        whether everything ended."""
+        waited = [thread for thread in self._stopping() if not await _join(thread, deadline)]
+        return not waited
+
+    def close(self, deadline: float) -> bool:
+        """:meth:`stop` from a plain thread (blocking, bounded)."""
+        waited = []
+        for thread in self._stopping():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                waited.append(thread)
+        return not waited
 
 
-async def _join(thread: threading.Thread, deadline: float) -> None:
+async def _join(thread: threading.Thread, deadline: float) -> bool:
+    """Wait (on a loop) until ``thread`` ends or ``deadline``; whether it ended."""
     while thread.is_alive() and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
+    return not thread.is_alive()
 
 
 def _url_host(host: str) -> str:
@@ -376,7 +410,7 @@ class Metrics(Feature):
         self._checks: dict[str, HealthCheck] = {}  # replaced, never mutated
         self._registry: CollectorRegistry | None = None
         self.link: Link | None = None  # the current connection
-        self._servers: list[_Server] = []  # loop-owned, replaced
+        self._servers: list[Listener] = []  # loop-owned, replaced
         self._bound: dict[str, tuple[int, str]] = {}  # kind -> (port, path), replaced
         if any(e.kind == "metrics" for e in self.planned):
             self.registry  # noqa: B018 - fail at construction if prometheus_client is missing
@@ -487,11 +521,11 @@ class Metrics(Feature):
         routes: dict[int, dict[str, str]] = {}
         for endpoint in self.planned:
             routes.setdefault(endpoint.port, {})[endpoint.path] = endpoint.kind
-        servers: list[_Server] = []
+        servers: list[Listener] = []
         try:
             for port, paths in routes.items():
                 try:
-                    servers.append(_Server(self.host, port, paths, self, link.loop_thread))
+                    servers.append(Listener(self.host, port, paths, self, link.loop_thread))
                 except OSError as exc:
                     where = f"{self.host}:{port}"
                     raise KrytenError(

@@ -9,9 +9,9 @@ or clustering (credentials a client sends are ignored).
 It runs on a daemon thread of its own with an asyncio loop. The listening socket is
 bound in the constructor, so :attr:`url` is known before :meth:`start`, and it stays
 bound until :meth:`close`: the server can be stopped and started again on the same URL.
-An optional ``tap(subject, reply, headers, payload)`` sees every published message on the
-server's thread, before delivery: once a client's ``flush()`` has returned, the tap has
-seen all that client published before it.
+An optional :attr:`LoopbackServer.tap` (``tap(subject, reply, headers, payload)``) sees
+every published message on the server's thread, before delivery: once a client's
+``flush()`` has returned, the tap has seen all that client published before it.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class LoopbackServer:
     """See the module docstring. Also a context manager (start, then close)."""
 
     def __init__(self, *, tap: Tap | None = None) -> None:
-        self._tap = tap
+        self.tap = tap
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -254,8 +254,9 @@ class LoopbackServer:
         block = (await reader.readexactly(total + 2))[:total]
         headers = block[:header_size] if with_headers else None
         payload = block[header_size:]
-        if self._tap is not None:
-            self._tap(subject, reply, headers, payload)
+        tap = self.tap
+        if tap is not None:
+            tap(subject, reply, headers, payload)
         delivered = self._deliver(client, subject, reply, headers, payload)
         if not delivered and reply and client.no_responders:
             self._deliver(client, reply, "", _NO_RESPONDERS, b"", only=client)

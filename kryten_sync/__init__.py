@@ -43,15 +43,28 @@ from .kv import (
     KvEntry,
     KvWatch,
 )
+from .kv_store import (
+    get_kv_store,
+    get_or_create_kv_store,
+    kv_delete,
+    kv_get,
+    kv_get_all,
+    kv_keys,
+    kv_put,
+)
 from .raw import Message, Subscription
+from .service.lifecycle_events import LifecycleEventPublisher
+from .service.metrics_server import BaseMetricsServer, SimpleMetricsServer
 from .state import ChannelUser, CurrentMedia, Emote, UserMeta, UserProfile
 from .stats import ChannelStatus, HealthStatus
 from .streams import EventStream
+from .testing import MockKrytenClient
 
 __version__ = "0.1.0"
 
 __all__ = [
     "COMMANDS",
+    "BaseMetricsServer",
     "BridgeError",
     "BucketConfigError",
     "BucketNotFoundError",
@@ -78,6 +91,7 @@ __all__ = [
     "KrytenValidationError",
     "KvEntry",
     "KvWatch",
+    "LifecycleEventPublisher",
     "LoopDiedError",
     "MalformedEventError",
     "MediaDeletedEvent",
@@ -86,6 +100,7 @@ __all__ = [
     "MediaUpdateEvent",
     "Message",
     "MetricsConfig",
+    "MockKrytenClient",
     "MotdEvent",
     "NatsConfig",
     "NoRespondersError",
@@ -96,6 +111,7 @@ __all__ = [
     "PublishError",
     "RawEvent",
     "ServiceConfig",
+    "SimpleMetricsServer",
     "Subscription",
     "UserCountEvent",
     "UserJoinEvent",
@@ -104,4 +120,11 @@ __all__ = [
     "UserProfile",
     "WrongThreadError",
     "__version__",
+    "get_kv_store",
+    "get_or_create_kv_store",
+    "kv_delete",
+    "kv_get",
+    "kv_get_all",
+    "kv_keys",
+    "kv_put",
 ]

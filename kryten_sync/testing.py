@@ -639,6 +639,10 @@ class MockKrytenClient(KrytenClient):
 
     close = disconnect
 
+    def __enter__(self) -> MockKrytenClient:
+        self.connect()
+        return self
+
     # -- events ----------------------------------------------------------------------------
 
     def simulate_event(

@@ -26,6 +26,11 @@ an unknown command or another channel, double answers to ``system.ping``/``healt
 Tests can publish hand-made commands and see :attr:`ReceivedCommand.problems`; see
 :func:`check_command` for the rules. :class:`EmbeddedServer` starts a throw-away
 nats-server for such tests (the binary comes with the ``server`` extra).
+
+:class:`MockKrytenClient` is kryten-py's test double for tests without any nats-server:
+a real client on an in-process server (:class:`LoopbackServer`, core NATS without
+JetStream) with a FakeBridge per configured channel, plus kryten-py's
+``simulate_event``/``get_published_commands`` and in-memory key-value.
 """
 
 from __future__ import annotations
@@ -563,7 +568,7 @@ class MockKrytenClient(KrytenClient):
     - :meth:`simulate_event` publishes an event as the bridge does and returns once the
       handlers registered for it have run;
     - :meth:`get_published_commands` lists what was sent to the bridge and to other
-      Kryten services (``kryten.commands.>`` and ``kryten.{service}.command``), each as
+      Kryten services (``kryten.commands.cytube.>`` and ``kryten.{service}.command``), each as
       ``{"subject", "action", "data", "channel", "domain", "correlation_id",
       "timestamp", "request", "problems"}`` read from the bytes sent;
       :meth:`clear_published_commands` forgets them;
@@ -574,6 +579,9 @@ class MockKrytenClient(KrytenClient):
       readers work on in-memory buckets (:class:`MemoryBucket`; a bucket exists once
       named). The loopback server has no JetStream: ``get_kv_store``, ``kv_watch`` and
       the other state readers need a real server (use FakeBridge there).
+
+    The chat limiter applies as configured (``chat_burst``, ``chat_min_delay``; set
+    ``chat_min_delay: 0`` for fast tests), as it does for the real client.
     """
 
     def __init__(

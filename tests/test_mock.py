@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -398,3 +400,12 @@ def test_config_is_kept_but_nats_and_http_endpoints(caplog: pytest.LogCaptureFix
     m2 = MockKrytenClient(KrytenConfig.coerce(make_config("nats://x:1", ["lounge"])))
     assert m2.config.nats.servers != ["nats://x:1"]
     m2.close()
+
+
+def test_the_readme_example_runs() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"<!-- mock-example -->\s*```python\n(.*?)```", readme, re.DOTALL)
+    assert block is not None, "the MockKrytenClient example is missing from the README"
+    namespace: dict[str, Any] = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    namespace["test_bot_echoes"]()

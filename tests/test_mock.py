@@ -309,6 +309,17 @@ def test_events_of_other_channels_reach_no_handler(
     assert "'elsewhere' is not a configured channel" in caplog.text
 
 
+def test_custom_event_names_are_delivered_without_a_warning_of_the_mock(
+    mock: MockKrytenClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: list[Any] = []
+    mock.on("myCustomEvent", handler=got.append)
+    caplog.clear()
+    mock.simulate_event("myCustomEvent", {"x": 1})
+    assert [(type(e).__name__, e.payload) for e in got] == [("RawEvent", {"x": 1})]
+    assert caplog.records == []
+
+
 def test_not_connected() -> None:
     m = MockKrytenClient(mock_config())
     with pytest.raises(NotConnectedError):

@@ -198,7 +198,7 @@ def test_a_payload_over_max_payload_is_refused(url: str) -> None:
 
 def test_protocol_errors_end_the_connection_with_err() -> None:
     with LoopbackServer() as server:
-        for line in (b"PUB big 2000000\r\n", b"BOGUS\r\n"):
+        for line in (b"PUB big 2000000\r\n", b"BOGUS\r\n", b"PUB x y\r\n", b"CONNECT {\r\n"):
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
                 sock.sendall(b"CONNECT {}\r\n" + line)
                 data = b""

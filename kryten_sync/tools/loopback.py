@@ -201,6 +201,9 @@ class LoopbackServer:
                 except _ProtocolError as exc:
                     client.send(f"-ERR '{exc}'\r\n".encode())
                     break
+                except ValueError:  # a size that is not a number, CONNECT that is not JSON
+                    client.send(b"-ERR 'Unknown Protocol Operation'\r\n")
+                    break
                 await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass

@@ -10,12 +10,17 @@ naming the command. Of a double reply the first is taken.
 
 The ``safe_`` methods check the bot's rank (``kryten.user_level.{domain}.{channel}``)
 against :data:`~kryten_sync.commands.COMMANDS` before sending a command CyTube would punish
-or ignore; they report a missing rank or an unreachable bridge in their result.
+or ignore; they report a missing rank, an unreachable bridge or a failed send in their
+result, as kryten-py does.
+
+Signatures and result shapes are kryten-py 0.17.5's where it has the method (the
+request/reply form of its ``send_command`` is :meth:`Bridge.service_request` here).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,8 +28,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._core.feature import AttachedFeature
 from ._validate import require_number
 from .commands import BUILDERS, COMMANDS, build
-from .errors import BridgeError, KrytenTimeoutError, KrytenValidationError, NoRespondersError
-from .raw import Message, Payload, encode_message, utc_timestamp
+from .errors import (
+    BridgeError,
+    KrytenError,
+    KrytenTimeoutError,
+    KrytenValidationError,
+    NoRespondersError,
+    NotConnectedError,
+)
+from .raw import Message, Payload, encode_json, encode_message, utc_timestamp
 from .subjects import ROBOT_COMMAND, check_subject, service_command_subject, user_level_subject
 
 if TYPE_CHECKING:
@@ -35,9 +47,16 @@ if TYPE_CHECKING:
 #: so a shorter wait would hide its own "CyTube did not respond" answer).
 CYTUBE_ROUND_TRIP_TIMEOUT = 8.0
 
-#: What every ``safe_`` method returns: ``{"success": True, "message_id": id}`` or
-#: ``{"success": False, "error": text, "rank": bot_rank_or_None}``.
+#: What every ``safe_`` method returns (kryten-py's shape): ``{"success": True,
+#: "message_id": id}``, or ``{"success": False, "error": text, "rank": bot_rank}`` when the
+#: rank is too low (``rank`` 0 when it could not be checked), or ``{"success": False,
+#: "error": text}`` when sending failed.
 SafeResult = dict[str, Any]
+
+#: Where kryten-py's ``economy_request`` sends (kryten-economy's subject).
+ECONOMY_COMMAND = "kryten.economy.command"
+
+_log = logging.getLogger("kryten_sync.bridge")
 
 
 def _seconds(value: float) -> str:
@@ -48,19 +67,23 @@ class Bridge(AttachedFeature):
     """Queries answered by the bridge over ``kryten.robot.command`` (the client's query
     and ``safe_`` methods delegate here).
 
-    All methods block. ``timeout`` defaults to ``config.request_timeout``; ``domain``
-    overrides the configured domain of ``channel``. A query raises
-    :class:`KrytenTimeoutError` (no reply: unknown command or no bridge for that
-    channel), :class:`NoRespondersError` (no bridge at all) or :class:`BridgeError` (the
-    bridge reported a failure).
+    All methods block. ``timeout`` defaults are kryten-py's where it has the method,
+    ``config.request_timeout`` where the default is None; ``domain`` overrides the
+    configured domain of ``channel``. A query raises
+    :class:`KrytenTimeoutError` (a ``TimeoutError``: no reply, unknown command or no
+    bridge for that channel), :class:`NoRespondersError` (no bridge at all) or
+    :class:`BridgeError` (a ``ValueError``, as kryten-py raises: the bridge reported a
+    failure).
 
     ``safe_<command>(...)`` exists for every command of rank 2 or more in
     :data:`~kryten_sync.commands.COMMANDS`, with the command's own arguments plus
-    ``timeout`` (for the rank check). It checks the arguments (KrytenValidationError
-    raises), asks the bot's rank, and sends only when the rank suffices. It returns
-    ``{"success": True, "message_id": id}``, or without raising
-    ``{"success": False, "error": "insufficient rank: need 3, have 2", "rank": 2.0}`` /
-    ``{"success": False, "error": "rank check failed: ...", "rank": None}``.
+    kryten-py's ``check_rank=True`` and ``timeout=2.0`` (for the rank check). It checks
+    the arguments (KrytenValidationError raises: nothing else does), asks the bot's rank
+    unless ``check_rank`` is false, and sends only when the rank suffices. It returns
+    ``{"success": True, "message_id": id}``, or ``{"success": False, "error":
+    "Insufficient rank: need 3+, have 2", "rank": 2}`` / ``{"success": False, "error":
+    "Rank check failed: ...", "rank": 0}`` / ``{"success": False, "error": ...}`` (the
+    send failed).
     """
 
     def __init__(self, config: KrytenConfig, sender: CommandSender) -> None:
@@ -89,7 +112,7 @@ class Bridge(AttachedFeature):
             require_number("bridge query", "timeout", timeout, minimum=0, exclusive_minimum=True)
         )
 
-    def _bridge(
+    def _robot(
         self,
         command: str,
         channel: str | None = None,
@@ -100,24 +123,17 @@ class Bridge(AttachedFeature):
         timeout: float | None = None,
         default_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Send one robot command and return its ``data`` (see the module docstring).
+        """Send one robot command and return the reply object as it came.
 
         ``params`` go at the top level of the request (``state.*``/``system.*``).
         """
         domain, channel = self.config.target(channel, domain)
         wait = self._timeout(timeout, default_timeout)
-        service = self.config.service
         request: dict[str, Any] = {
             "service": "robot",
             "command": command,
             "args": dict(args or {}),
-            "meta": {
-                "source": service.name if service is not None else "kryten-sync",
-                "timestamp": utc_timestamp(),
-                "domain": domain,
-                "channel": channel,
-                "request_id": str(uuid.uuid4()),
-            },
+            "meta": self._meta(domain, channel, str(uuid.uuid4())),
         }
         request.update(params or {})
         try:
@@ -144,6 +160,12 @@ class Bridge(AttachedFeature):
                 command=command,
                 reply=reply,
             )
+        return reply
+
+    def _bridge(self, command: str, channel: str | None = None, **options: Any) -> dict[str, Any]:
+        """Send one robot command (``options`` as :meth:`_robot`'s) and return its
+        ``data`` (see the module docstring)."""
+        reply = self._robot(command, channel, **options)
         if reply.get("success") is not True:
             error = reply.get("error") or "the bridge reported a failure without a reason"
             raise BridgeError(
@@ -177,7 +199,7 @@ class Bridge(AttachedFeature):
             )
         return value
 
-    def _envelope_payload(
+    def _cytube_round_trip(
         self,
         command: str,
         key: str,
@@ -186,7 +208,9 @@ class Bridge(AttachedFeature):
         *,
         domain: str | None,
         timeout: float | None,
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """The reply ``data`` of a query the bridge answers with CyTube's event: ``{key:
+        envelope}``, the envelope's ``payload`` being the answer."""
         data = self._bridge(
             command,
             channel,
@@ -202,26 +226,26 @@ class Bridge(AttachedFeature):
                 command=command,
                 reply={"data": data},
             )
-        return envelope["payload"]
+        return data
 
     # --- system queries (any bridge; ``channel`` picks which) -------------------------
 
     def ping(
         self,
+        timeout: float = 2.0,
         *,
         channel: str | None = None,
         domain: str | None = None,
-        timeout: float | None = None,
     ) -> dict[str, Any]:
         """``system.ping``: ``{"pong": True, "version", "uptime_seconds", ...}``."""
         return self._bridge("system.ping", channel, domain=domain, timeout=timeout)
 
     def get_version(
         self,
+        timeout: float = 5.0,
         *,
         channel: str | None = None,
         domain: str | None = None,
-        timeout: float | None = None,
     ) -> str:
         """The bridge's version string (``system.version``)."""
         data = self._bridge("system.version", channel, domain=domain, timeout=timeout)
@@ -230,20 +254,20 @@ class Bridge(AttachedFeature):
 
     def get_stats(
         self,
+        timeout: float = 5.0,
         *,
         channel: str | None = None,
         domain: str | None = None,
-        timeout: float | None = None,
     ) -> dict[str, Any]:
         """The bridge's runtime statistics (``system.stats``)."""
         return self._bridge("system.stats", channel, domain=domain, timeout=timeout)
 
     def get_channels(
         self,
+        timeout: float = 5.0,
         *,
         channel: str | None = None,
         domain: str | None = None,
-        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         """The bridge's channels, each ``{"domain", "channel", "connected"}``."""
         data = self._bridge("system.channels", channel, domain=domain, timeout=timeout)
@@ -252,20 +276,20 @@ class Bridge(AttachedFeature):
 
     def get_services(
         self,
+        timeout: float = 5.0,
         *,
         channel: str | None = None,
         domain: str | None = None,
-        timeout: float | None = None,
     ) -> dict[str, Any]:
         """The Kryten services the bridge has seen (``system.services``)."""
         return self._bridge("system.services", channel, domain=domain, timeout=timeout)
 
     def get_config(
         self,
+        timeout: float = 5.0,
         *,
         channel: str | None = None,
         domain: str | None = None,
-        timeout: float | None = None,
     ) -> dict[str, Any]:
         """The bridge's configuration, secrets redacted (``system.config``)."""
         return self._bridge("system.config", channel, domain=domain, timeout=timeout)
@@ -310,7 +334,7 @@ class Bridge(AttachedFeature):
         username: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        timeout: float = 2.0,
     ) -> dict[str, Any] | None:
         """The user ``username`` in ``channel`` (``name``, ``rank``, ``profile``, ``meta``),
         or None when not there (``state.user``; its ``profile`` fills in a missing one)."""
@@ -334,7 +358,7 @@ class Bridge(AttachedFeature):
         return user
 
     def get_all_profiles(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
+        self, channel: str, *, domain: str | None = None, timeout: float = 2.0
     ) -> dict[str, dict[str, Any]]:
         """Every known profile of ``channel``: username -> ``{"image", "text"}``."""
         data = self._bridge("state.profiles", channel, domain=domain, timeout=timeout)
@@ -342,6 +366,38 @@ class Bridge(AttachedFeature):
         return profiles
 
     # --- actions the bridge confirms ----------------------------------------------------
+
+    def add_media(
+        self,
+        channel: str,
+        media_type: str,
+        media_id: str,
+        *,
+        position: str = "end",
+        temp: bool = True,
+        domain: str | None = None,
+        timeout: float = 8.0,
+    ) -> dict[str, Any]:
+        """Queue a media item through the bridge (``addvideo``) and return its reply,
+        as kryten-py does: ``{"success": True, "uid": uid, ...}`` (``uid`` None when
+        CyTube's confirmation did not come in time), or ``{"success": False, "uid": None,
+        "error": reason}`` when CyTube refused it (e.g. "playlist is locked"). The bridge's
+        own reply keys (``data`` ...) are kept. No reply within ``timeout`` raises
+        :class:`KrytenTimeoutError` (a ``TimeoutError``). ``queue_media`` is the form that
+        does not wait.
+        """
+        build("queue_media", channel, media_type, media_id, position, temp, domain=domain)
+        args = {"type": media_type, "id": media_id, "pos": position, "temp": temp}
+        reply = self._robot("addvideo", channel, args=args, domain=domain, timeout=timeout)
+        data = reply.get("data")
+        data = data if isinstance(data, dict) else {}
+        error = reply.get("error") or data.get("error")
+        ok = reply.get("success") is True and data.get("success") is not False and not error
+        uid = data.get("uid", reply.get("uid"))
+        result = {**reply, "success": ok, "uid": uid if ok else None}
+        if not ok:
+            result["error"] = str(error or "the bridge reported a failure without a reason")
+        return result
 
     def add_media_and_wait(
         self,
@@ -356,10 +412,10 @@ class Bridge(AttachedFeature):
     ) -> int:
         """Queue a media item through the bridge and return the uid CyTube gave it.
 
-        Same arguments as ``add_media``. The bridge waits up to 8 s for CyTube; a refusal
-        (e.g. "playlist is locked") raises :class:`BridgeError` with CyTube's reason.
+        Like ``add_media``, but a refusal (e.g. "playlist is locked") raises
+        :class:`BridgeError` with CyTube's reason, and so does a reply without a uid.
         """
-        build("add_media", channel, media_type, media_id, position, temp, domain=domain)
+        build("queue_media", channel, media_type, media_id, position, temp, domain=domain)
         args = {"type": media_type, "id": media_id, "pos": position, "temp": temp}
         data = self._bridge("addvideo", channel, args=args, domain=domain, timeout=timeout)
         uid = data.get("uid")
@@ -371,19 +427,51 @@ class Bridge(AttachedFeature):
             )
         return uid
 
+    def unban(
+        self, channel: str, ban_id: int, name: str | None = None, *, domain: str | None = None
+    ) -> str:
+        """Lift ban ``ban_id`` (the ``id`` of a ban list entry); returns the correlation id.
+
+        The bridge needs the banned ``name`` too: without it, it is looked up in the
+        channel's ban list first (:meth:`ban_name`; an unknown id raises
+        KrytenValidationError). Needs rank 2 (moderator).
+        """
+        if name is None:
+            name = self.ban_name(channel, ban_id, domain=domain)
+        return self._sender.send(build("unban", channel, ban_id, name, domain=domain))
+
+    def ban_name(self, channel: str, ban_id: int, *, domain: str | None = None) -> str:
+        """The user name of ban ``ban_id``, from the channel's ban list (``unban`` needs
+        it); KrytenValidationError if the ban list has no such ban."""
+        build("unban", channel, ban_id, "-", domain=domain)  # checks ban_id and channel
+        envelope = self.get_banlist(channel, domain=domain)["banlist"]
+        bans = envelope.get("payload")
+        for ban in bans if isinstance(bans, list) else []:
+            if isinstance(ban, dict) and ban.get("id") == ban_id:
+                name = ban.get("name")
+                if isinstance(name, str) and name:
+                    return name
+        count = len(bans) if isinstance(bans, list) else 0
+        raise KrytenValidationError(
+            f"unban: no ban with id {ban_id} in the ban list of {channel} ({count} bans); "
+            "pass name= to unban without looking it up"
+        )
+
     def get_banlist(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
-    ) -> Any:
-        """The ban list (the ``banlist`` event's payload; needs rank 2)."""
-        return self._envelope_payload(
+        self, channel: str, *, domain: str | None = None, timeout: float = CYTUBE_ROUND_TRIP_TIMEOUT
+    ) -> dict[str, Any]:
+        """``{"banlist": envelope}`` as kryten-py returns it: the ban list is
+        ``["banlist"]["payload"]`` (the ``banlist`` event's payload; needs rank 2)."""
+        return self._cytube_round_trip(
             "requestBanlist", "banlist", channel, {}, domain=domain, timeout=timeout
         )
 
     def get_channel_ranks(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
-    ) -> Any:
-        """The ranked users (the ``channelRanks`` event's payload; needs rank 3)."""
-        return self._envelope_payload(
+        self, channel: str, *, domain: str | None = None, timeout: float = CYTUBE_ROUND_TRIP_TIMEOUT
+    ) -> dict[str, Any]:
+        """``{"ranks": envelope}``: the ranked users are ``["ranks"]["payload"]`` (the
+        ``channelRanks`` event's payload; needs rank 3)."""
+        return self._cytube_round_trip(
             "requestChannelRanks", "ranks", channel, {}, domain=domain, timeout=timeout
         )
 
@@ -393,11 +481,12 @@ class Bridge(AttachedFeature):
         count: int = 100,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """The channel log (the ``readChanLog`` event's payload; needs rank 3)."""
+        timeout: float = CYTUBE_ROUND_TRIP_TIMEOUT,
+    ) -> dict[str, Any]:
+        """``{"log": envelope}``: the channel log is ``["log"]["payload"]`` (the
+        ``readChanLog`` event's payload; needs rank 3)."""
         build("read_chan_log", channel, count, domain=domain)
-        return self._envelope_payload(
+        return self._cytube_round_trip(
             "readChanLog", "log", channel, {"count": count}, domain=domain, timeout=timeout
         )
 
@@ -408,19 +497,153 @@ class Bridge(AttachedFeature):
         source: str = "library",
         *,
         domain: str | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """Search results (the ``searchResults`` event's payload) for ``query`` in the
-        channel library (``source="library"``) or on YouTube (``"yt"``)."""
+        timeout: float = CYTUBE_ROUND_TRIP_TIMEOUT,
+    ) -> dict[str, Any]:
+        """``{"results": envelope}`` for ``query`` in the channel library
+        (``source="library"``) or on YouTube (``"yt"``): the results are
+        ``["results"]["payload"]`` (the ``searchResults`` event's payload)."""
         build("search_library", channel, query, source, domain=domain)
         args = {"query": query, "source": source}
-        return self._envelope_payload(
+        return self._cytube_round_trip(
             "searchLibrary", "results", channel, args, domain=domain, timeout=timeout
         )
 
-    # --- other services and the bot's rank ---------------------------------------------
+    # --- channel state the bridge answers ----------------------------------------------
+
+    def get_state_channel_options(
+        self, channel: str, *, domain: str | None = None, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """The channel options (``state.options``; ``{}`` when the bridge has none)."""
+        return self._state_object("state.options", "options", channel, domain, timeout)
+
+    def get_state_channel_permissions(
+        self, channel: str, *, domain: str | None = None, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """The channel permissions, name to rank (``state.permissions``)."""
+        return self._state_object("state.permissions", "permissions", channel, domain, timeout)
+
+    def _state_object(
+        self, command: str, key: str, channel: str, domain: str | None, timeout: float
+    ) -> dict[str, Any]:
+        data = self._bridge(command, channel, domain=domain, timeout=timeout)
+        value: dict[str, Any] = self._field({key: {}, **data}, key, dict, command)
+        return value
+
+    def get_user_profile(
+        self, channel: str, username: str, *, domain: str | None = None, timeout: float = 2.0
+    ) -> dict[str, Any] | None:
+        """The profile (``{"image", "text"}``) of ``username`` from ``state.user``, or
+        None when there is none or the query failed (as kryten-py: the failure is logged,
+        not raised; only a missing connection raises)."""
+        try:
+            data = self._bridge(
+                "state.user",
+                channel,
+                params={"username": username},
+                domain=domain,
+                timeout=timeout,
+            )
+        except NotConnectedError:
+            raise
+        except KrytenError as exc:
+            _log.warning("profile query for %r in %s failed: %s", username, channel, exc)
+            return None
+        profile = data.get("profile")
+        return profile if isinstance(profile, dict) else None
+
+    # --- system commands ------------------------------------------------------------
+
+    def reload_config(self, config_path: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """Make the bridge reload its configuration (``system.reload``, from
+        ``config_path`` or its own file); returns ``data`` (``success``, ``message``,
+        ``changes``, ``errors``). A reload the bridge refuses raises BridgeError."""
+        params = {"config_path": config_path} if config_path else {}
+        return self._bridge("system.reload", params=params, timeout=timeout)
+
+    def shutdown(
+        self,
+        delay_seconds: int = 0,
+        reason: str = "Remote shutdown via client",
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Make the bridge shut down in ``delay_seconds`` (an int, 0-300;
+        ``system.shutdown``); returns ``data`` (``message``, ``shutdown_time``, ...)."""
+        if (
+            isinstance(delay_seconds, bool)
+            or not isinstance(delay_seconds, int)
+            or not 0 <= delay_seconds <= 300
+        ):
+            raise KrytenValidationError(
+                f"shutdown: delay_seconds must be an integer between 0 and 300, "
+                f"got {delay_seconds!r}"
+            )
+        params = {"delay_seconds": delay_seconds, "reason": reason}
+        return self._bridge("system.shutdown", params=params, timeout=timeout)
+
+    # --- raw JSON requests, other services and the bot's rank ---------------------------
+
+    def nats_request(
+        self, subject: str, request: dict[str, Any], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Send ``request`` as JSON on ``subject`` and return the decoded reply; a reply
+        that is not JSON raises BridgeError (a ValueError), none in time
+        KrytenTimeoutError (a TimeoutError)."""
+        body = encode_json(request, "nats_request: request")
+        msg = self.request_message(subject, body, timeout=self._timeout(timeout))
+        try:
+            reply: dict[str, Any] = msg.json()
+        except ValueError:
+            raise BridgeError(
+                f"nats_request({subject!r}): the reply is not JSON: {msg.data[:80]!r}"
+            ) from None
+        return reply
+
+    def economy_request(
+        self, channel: str, command: str, payload: dict[str, Any], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Request ``command`` of kryten-economy on ``kryten.economy.command`` with
+        ``payload``'s keys at the top level next to ``command`` and ``channel``; returns
+        its raw reply (``success``, ``data`` or ``error``)."""
+        envelope: dict[str, Any] = {"command": command, "channel": channel, **payload}
+        return self.nats_request(ECONOMY_COMMAND, envelope, timeout)
 
     def send_command(
+        self,
+        service: str,
+        type: str,
+        body: Any,
+        domain: str | None = None,
+        channel: str = "lounge",
+    ) -> str:
+        """Publish command ``type`` to the Kryten service ``service`` without waiting
+        (kryten-py's form): ``{"command", "args", "meta"}`` on ``kryten.{service}.command``,
+        ``args`` being ``body`` (a dict) or ``{"value": body}``; returns ``meta``'s
+        ``request_id``. ``meta`` names ``channel`` as configured (``domain``: its
+        configured domain when None). :meth:`service_request` waits for a reply."""
+        subject = service_command_subject(service)
+        if not isinstance(type, str) or not type.strip():
+            raise KrytenValidationError("send_command: type must be a non-empty string")
+        domain, channel = self.config.target(channel, domain)
+        request_id = str(uuid.uuid4())
+        payload = {
+            "command": type,
+            "args": body if isinstance(body, dict) else {"value": body},
+            "meta": self._meta(domain, channel, request_id),
+        }
+        self._sender.publish(subject, encode_json(payload, "send_command: body"), type)
+        return request_id
+
+    def _meta(self, domain: str, channel: str, request_id: str) -> dict[str, Any]:
+        service = self.config.service
+        return {
+            "source": service.name if service is not None else "kryten-sync",
+            "timestamp": utc_timestamp(),
+            "domain": domain,
+            "channel": channel,
+            "request_id": request_id,
+        }
+
+    def service_request(
         self,
         service: str,
         command: str,
@@ -432,7 +655,7 @@ class Bridge(AttachedFeature):
         and return its decoded reply (whatever its ``success``)."""
         subject = service_command_subject(service)
         if not isinstance(command, str) or not command.strip():
-            raise KrytenValidationError("send_command: command must be a non-empty string")
+            raise KrytenValidationError("service_request: command must be a non-empty string")
         wait = self._timeout(timeout)
         body = {"service": service, "command": command, "args": dict(args or {})}
         try:
@@ -457,14 +680,11 @@ class Bridge(AttachedFeature):
             )
         return reply
 
-    def get_bot_rank(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
-    ) -> float:
-        """The bot's CyTube rank in ``channel``, asked on ``kryten.user_level.{domain}.{channel}``.
-
-        Raises KrytenTimeoutError / NoRespondersError naming the subject when no bridge
-        answers, BridgeError when it answers without a rank.
-        """
+    def _rank_reply(
+        self, channel: str, domain: str | None, timeout: float | None
+    ) -> dict[str, Any]:
+        """The bridge's answer on ``kryten.user_level.{domain}.{channel}``, checked to
+        carry a numeric ``rank``; raises like :meth:`get_bot_rank`."""
         domain, channel = self.config.target(channel, domain)
         subject = user_level_subject(domain, channel)
         if any(c in subject for c in " \t\r\n*>"):
@@ -498,7 +718,28 @@ class Bridge(AttachedFeature):
                 command="user_level",
                 reply=reply,
             )
-        return float(rank)
+        return reply
+
+    def get_bot_rank(
+        self, channel: str, *, domain: str | None = None, timeout: float | None = None
+    ) -> float:
+        """The bot's CyTube rank in ``channel``, asked on ``kryten.user_level.{domain}.{channel}``.
+
+        Raises KrytenTimeoutError / NoRespondersError naming the subject when no bridge
+        answers, BridgeError when it answers without a rank.
+        """
+        return float(self._rank_reply(channel, domain, timeout)["rank"])
+
+    def get_user_level(
+        self, channel: str, *, domain: str | None = None, timeout: float = 2.0
+    ) -> dict[str, Any]:
+        """The bridge's answer about the bot, as kryten-py returns it: ``{"success": True,
+        "rank": 2, "username": "bot"}``, or ``{"success": False, "error": reason}``;
+        never raises."""
+        try:
+            return self._rank_reply(channel, domain, timeout)
+        except (KrytenError, ValueError) as exc:
+            return {"success": False, "error": str(exc)}
 
     # --- rank-checked commands ---------------------------------------------------------
 
@@ -507,25 +748,30 @@ class Bridge(AttachedFeature):
         method: str,
         channel: str,
         domain: str | None,
-        timeout: float | None,
+        check_rank: bool,
+        timeout: float,
         /,
         *args: Any,
     ) -> SafeResult:
-        """Check arguments, then the bot's rank against ``COMMANDS[method].min_rank``,
-        then send. Only argument errors (and a missing connection) raise."""
+        """Check the arguments (they alone raise), then the bot's rank against
+        ``COMMANDS[method].min_rank`` unless ``check_rank`` is false, then send."""
         need = COMMANDS[method].min_rank
         command = BUILDERS[method](channel, *args, domain=domain)
+        if check_rank:
+            try:
+                rank = self._rank_reply(channel, domain, timeout)["rank"]
+            except KrytenError as exc:
+                return {"success": False, "error": f"Rank check failed: {exc}", "rank": 0}
+            if rank < need:
+                return {
+                    "success": False,
+                    "error": f"Insufficient rank: need {need:g}+, have {rank:g}",
+                    "rank": rank,
+                }
         try:
-            rank = self.get_bot_rank(channel, domain=domain, timeout=timeout)
-        except (KrytenTimeoutError, NoRespondersError, BridgeError) as exc:
-            return {"success": False, "error": f"rank check failed: {exc}", "rank": None}
-        if rank < need:
-            return {
-                "success": False,
-                "error": f"insufficient rank: need {need:g}, have {rank:g}",
-                "rank": rank,
-            }
-        return {"success": True, "message_id": self._sender.send(command)}
+            return {"success": True, "message_id": self._sender.send(command)}
+        except KrytenError as exc:
+            return {"success": False, "error": str(exc)}
 
     def safe_delete_media(
         self,
@@ -533,22 +779,33 @@ class Bridge(AttachedFeature):
         uid: int,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``delete_media`` after checking the bot's rank."""
-        return self._safe("delete_media", channel, domain, timeout, uid)
+        return self._safe("delete_media", channel, domain, check_rank, timeout, uid)
 
     def safe_clear_playlist(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
+        self,
+        channel: str,
+        *,
+        domain: str | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``clear_playlist`` after checking the bot's rank."""
-        return self._safe("clear_playlist", channel, domain, timeout)
+        return self._safe("clear_playlist", channel, domain, check_rank, timeout)
 
     def safe_shuffle_playlist(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
+        self,
+        channel: str,
+        *,
+        domain: str | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``shuffle_playlist`` after checking the bot's rank."""
-        return self._safe("shuffle_playlist", channel, domain, timeout)
+        return self._safe("shuffle_playlist", channel, domain, check_rank, timeout)
 
     def safe_set_temp(
         self,
@@ -557,10 +814,11 @@ class Bridge(AttachedFeature):
         is_temp: bool = True,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``set_temp`` after checking the bot's rank."""
-        return self._safe("set_temp", channel, domain, timeout, uid, is_temp)
+        return self._safe("set_temp", channel, domain, check_rank, timeout, uid, is_temp)
 
     def safe_ban_user(
         self,
@@ -569,10 +827,11 @@ class Bridge(AttachedFeature):
         reason: str | None = None,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``ban_user`` after checking the bot's rank."""
-        return self._safe("ban_user", channel, domain, timeout, username, reason)
+        return self._safe("ban_user", channel, domain, check_rank, timeout, username, reason)
 
     def safe_assign_leader(
         self,
@@ -580,10 +839,11 @@ class Bridge(AttachedFeature):
         username: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``assign_leader`` after checking the bot's rank (CyTube kicks a bot without it)."""
-        return self._safe("assign_leader", channel, domain, timeout, username)
+        return self._safe("assign_leader", channel, domain, check_rank, timeout, username)
 
     def safe_set_motd(
         self,
@@ -591,10 +851,11 @@ class Bridge(AttachedFeature):
         motd: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``set_motd`` after checking the bot's rank (CyTube kicks a bot without it)."""
-        return self._safe("set_motd", channel, domain, timeout, motd)
+        return self._safe("set_motd", channel, domain, check_rank, timeout, motd)
 
     def safe_set_channel_css(
         self,
@@ -602,10 +863,11 @@ class Bridge(AttachedFeature):
         css: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``set_channel_css`` after checking the bot's rank (CyTube kicks a bot without it)."""
-        return self._safe("set_channel_css", channel, domain, timeout, css)
+        return self._safe("set_channel_css", channel, domain, check_rank, timeout, css)
 
     def safe_set_channel_js(
         self,
@@ -613,10 +875,11 @@ class Bridge(AttachedFeature):
         js: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``set_channel_js`` after checking the bot's rank (CyTube kicks a bot without it)."""
-        return self._safe("set_channel_js", channel, domain, timeout, js)
+        return self._safe("set_channel_js", channel, domain, check_rank, timeout, js)
 
     def safe_set_options(
         self,
@@ -624,10 +887,11 @@ class Bridge(AttachedFeature):
         options: Mapping[str, Any],
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``set_options`` after checking the bot's rank."""
-        return self._safe("set_options", channel, domain, timeout, options)
+        return self._safe("set_options", channel, domain, check_rank, timeout, options)
 
     def safe_set_permissions(
         self,
@@ -635,10 +899,11 @@ class Bridge(AttachedFeature):
         permissions: Mapping[str, float],
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``set_permissions`` after checking the bot's rank."""
-        return self._safe("set_permissions", channel, domain, timeout, permissions)
+        return self._safe("set_permissions", channel, domain, check_rank, timeout, permissions)
 
     def safe_update_emote(
         self,
@@ -648,10 +913,11 @@ class Bridge(AttachedFeature):
         source: str = "imgur",
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``update_emote`` after checking the bot's rank."""
-        return self._safe("update_emote", channel, domain, timeout, name, image, source)
+        return self._safe("update_emote", channel, domain, check_rank, timeout, name, image, source)
 
     def safe_remove_emote(
         self,
@@ -659,10 +925,11 @@ class Bridge(AttachedFeature):
         name: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``remove_emote`` after checking the bot's rank."""
-        return self._safe("remove_emote", channel, domain, timeout, name)
+        return self._safe("remove_emote", channel, domain, check_rank, timeout, name)
 
     def safe_add_filter(  # noqa: PLR0917 - mirrors add_filter
         self,
@@ -675,13 +942,15 @@ class Bridge(AttachedFeature):
         active: bool = True,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``add_filter`` after checking the bot's rank."""
         return self._safe(
             "add_filter",
             channel,
             domain,
+            check_rank,
             timeout,
             name,
             source,
@@ -702,13 +971,15 @@ class Bridge(AttachedFeature):
         active: bool = True,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``update_filter`` after checking the bot's rank."""
         return self._safe(
             "update_filter",
             channel,
             domain,
+            check_rank,
             timeout,
             name,
             source,
@@ -724,10 +995,11 @@ class Bridge(AttachedFeature):
         name: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``remove_filter`` after checking the bot's rank."""
-        return self._safe("remove_filter", channel, domain, timeout, name)
+        return self._safe("remove_filter", channel, domain, check_rank, timeout, name)
 
     def safe_set_channel_rank(
         self,
@@ -736,34 +1008,49 @@ class Bridge(AttachedFeature):
         rank: int,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``set_channel_rank`` after checking the bot's rank."""
-        return self._safe("set_channel_rank", channel, domain, timeout, username, rank)
+        return self._safe("set_channel_rank", channel, domain, check_rank, timeout, username, rank)
 
     def safe_request_channel_ranks(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
+        self,
+        channel: str,
+        *,
+        domain: str | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``request_channel_ranks`` after checking the bot's rank."""
-        return self._safe("request_channel_ranks", channel, domain, timeout)
+        return self._safe("request_channel_ranks", channel, domain, check_rank, timeout)
 
     def safe_request_banlist(
-        self, channel: str, *, domain: str | None = None, timeout: float | None = None
+        self,
+        channel: str,
+        *,
+        domain: str | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``request_banlist`` after checking the bot's rank."""
-        return self._safe("request_banlist", channel, domain, timeout)
+        return self._safe("request_banlist", channel, domain, check_rank, timeout)
 
     def safe_unban(
         self,
         channel: str,
         ban_id: int,
-        name: str,
+        name: str | None = None,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
-        """``unban`` after checking the bot's rank."""
-        return self._safe("unban", channel, domain, timeout, ban_id, name)
+        """``unban`` after checking the bot's rank (without ``name``, it is looked up in
+        the ban list first: an unknown ``ban_id`` raises, like a bad argument)."""
+        if name is None:
+            name = self.ban_name(channel, ban_id, domain=domain)
+        return self._safe("unban", channel, domain, check_rank, timeout, ban_id, name)
 
     def safe_read_chan_log(
         self,
@@ -771,10 +1058,11 @@ class Bridge(AttachedFeature):
         count: int = 100,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``read_chan_log`` after checking the bot's rank (CyTube kicks a bot without it)."""
-        return self._safe("read_chan_log", channel, domain, timeout, count)
+        return self._safe("read_chan_log", channel, domain, check_rank, timeout, count)
 
     def safe_delete_from_library(
         self,
@@ -782,10 +1070,11 @@ class Bridge(AttachedFeature):
         media_id: str,
         *,
         domain: str | None = None,
-        timeout: float | None = None,
+        check_rank: bool = True,
+        timeout: float = 2.0,
     ) -> SafeResult:
         """``delete_from_library`` after checking the bot's rank."""
-        return self._safe("delete_from_library", channel, domain, timeout, media_id)
+        return self._safe("delete_from_library", channel, domain, check_rank, timeout, media_id)
 
 
-__all__ = ["CYTUBE_ROUND_TRIP_TIMEOUT", "Bridge", "BridgeError", "SafeResult"]
+__all__ = ["CYTUBE_ROUND_TRIP_TIMEOUT", "ECONOMY_COMMAND", "Bridge", "BridgeError", "SafeResult"]

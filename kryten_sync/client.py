@@ -39,12 +39,12 @@ from .errors import (
 from .eventnames import unknown_event_hint
 from .events import Event
 from .kv import KeyValueFeature
-from .raw import Message, Payload, Subscription, encode_message
+from .raw import Message, Payload, Subscription, encode_json, encode_message
 from .sending import CommandSender
 from .service.lifecycle import ServiceLifecycle
 from .service.metrics import Metrics
-from .state import ChannelState
-from .stats import ChannelStatus, HealthStatus
+from .state import ChannelState, Emote
+from .stats import ChannelInfo, HealthStatus
 from .streams import EventStream, Predicate
 from .subjects import check_subject, normalize_token, token
 
@@ -145,7 +145,9 @@ class KrytenClient(_EventOverloads):
             logger = logging.getLogger("kryten_sync")
             logger.setLevel(self.config.log_level)
         self.logger = logger
-        self._stop_event = threading.Event()
+        self._stop_event = threading.Event()  # set when the connection ends
+        self._run_stop = threading.Event()  # set by stop(), cleared by the run() it ends
+        self._stopped_by: threading.Thread | None = None  # the thread of the pending stop
         self._conn: Connection | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.RLock()
@@ -160,7 +162,7 @@ class KrytenClient(_EventOverloads):
         self._kv = KeyValueFeature()
         self._state = ChannelState(self._kv, config)
         self._metrics = Metrics(config, logger, self._dispatcher)
-        self.lifecycle = ServiceLifecycle(config, logger, self._metrics)
+        self._lifecycle = ServiceLifecycle(config, logger, self._metrics)
         # Plugged into each connection in this order, after the dispatcher: metrics
         # binds its ports before the lifecycle's startup message advertises them.
         self._features: tuple[Feature, ...] = (
@@ -168,7 +170,7 @@ class KrytenClient(_EventOverloads):
             self._bridge,
             self._kv,
             self._metrics,
-            self.lifecycle,
+            self._lifecycle,
         )
 
     def __repr__(self) -> str:
@@ -248,19 +250,36 @@ class KrytenClient(_EventOverloads):
         """Block until :meth:`stop`, SIGINT/SIGTERM (main thread only) or a permanent
         connection loss; connects first if needed.
 
-        Ended by a signal, it disconnects with the signal's name as the reason.
+        A stop ends one ``run()``: the next one runs until the next :meth:`stop`. A stop
+        made before ``run()`` by the thread now calling it is dropped (that thread cannot
+        be stopping a run it has not started); one from another thread, such as a handler
+        reacting to an event between ``connect()`` and ``run()``, ends it at once (in
+        kryten-py no handler runs in between, here handlers run concurrently). Ended by a
+        signal, it disconnects with the signal's name as the reason.
         """
+        with self._lock:
+            if self._stopped_by is threading.current_thread():
+                self._run_stop.clear()
         self.connect()
+        conn = self._conn
         self._stop_signal = None
-        with self._signals_stop_run():
-            while not self._stop_event.wait(0.2):
-                pass
+        try:
+            with self._signals_stop_run():
+                while not self._run_stop.wait(0.2):
+                    if self._stop_event.is_set() or self._conn is not conn:
+                        break  # connection lost for good, or disconnected
+        finally:
+            with self._lock:  # this run took the stop
+                self._run_stop.clear()
+                self._stopped_by = None
         if self._stop_signal is not None:
             self.disconnect(f"Received {self._stop_signal}")
 
     def stop(self) -> None:
         """Make :meth:`run` return (from any thread, including a handler)."""
-        self._stop_event.set()
+        with self._lock:
+            self._stopped_by = threading.current_thread()
+            self._run_stop.set()
 
     @contextmanager
     def _signals_stop_run(self) -> Iterator[None]:
@@ -270,7 +289,7 @@ class KrytenClient(_EventOverloads):
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self._stop_signal = signal.Signals(signum).name
-            self._stop_event.set()
+            self._run_stop.set()  # not stop(): a handler must not take the lock
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -497,7 +516,49 @@ class KrytenClient(_EventOverloads):
         check_sync_callable(handler, "handler")
         return self._require().subscribe(check_subject(subject), handler, queue)
 
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """End ``subscription`` (kryten-py's form of ``subscription.unsubscribe()``; an
+        error is logged, not raised, as there)."""
+        try:
+            subscription.unsubscribe()
+        except KrytenError as exc:
+            self.logger.warning("error unsubscribing %r: %s", subscription, exc)
+
+    def subscribe_request_reply(
+        self, subject: str, handler: Callable[[dict[str, Any]], Any]
+    ) -> Subscription:
+        """Answer requests on ``subject``: ``handler(request)`` gets each request's JSON
+        and its return value is sent back as the JSON reply.
+
+        The handler runs on the subscription's worker thread, one request at a time. A
+        request that is not JSON is answered ``{"error": "Invalid JSON"}``; a handler that
+        raises (or returns what JSON cannot hold) is logged and answered ``{"error":
+        "Internal error"}``, as kryten-py does. A message without a reply subject still
+        reaches the handler.
+        """
+        check_sync_callable(handler, "request handler")
+        logger = self.logger
+
+        def answer(msg: Message) -> None:
+            try:
+                request = msg.json()
+            except ValueError:
+                logger.error("request on %s is not JSON: %r", msg.subject, msg.data[:80])
+                response: Any = {"error": "Invalid JSON"}
+            else:
+                try:
+                    response = encode_json(handler(request), "request handler result")
+                except Exception:
+                    logger.exception("request handler for %s raised", msg.subject)
+                    response = {"error": "Internal error"}
+            if msg.reply:
+                msg.respond(response)
+
+        return self.subscribe(subject, answer)
+
     request_message = _delegate("_bridge", Bridge.request_message)
+    nats_request = _delegate("_bridge", Bridge.nats_request)
+    economy_request = _delegate("_bridge", Bridge.economy_request)
 
     def request(
         self,
@@ -517,7 +578,7 @@ class KrytenClient(_EventOverloads):
     # -- commands (kryten_sync.commands builds them, CommandSender sends them) -----------
     send_chat = _command_method(commands.send_chat)
     send_pm = _command_method(commands.send_pm)
-    add_media = _command_method(commands.add_media)
+    queue_media = _command_method(commands.queue_media)
     delete_media = _command_method(commands.delete_media)
     move_media = _command_method(commands.move_media)
     jump_to = _command_method(commands.jump_to)
@@ -551,7 +612,6 @@ class KrytenClient(_EventOverloads):
     set_channel_rank = _command_method(commands.set_channel_rank)
     request_channel_ranks = _command_method(commands.request_channel_ranks)
     request_banlist = _command_method(commands.request_banlist)
-    unban = _command_method(commands.unban)
     read_chan_log = _command_method(commands.read_chan_log)
     search_library = _command_method(commands.search_library)
     delete_from_library = _command_method(commands.delete_from_library)
@@ -570,13 +630,21 @@ class KrytenClient(_EventOverloads):
     get_motd = _delegate("_bridge", Bridge.get_motd)
     get_user = _delegate("_bridge", Bridge.get_user)
     get_all_profiles = _delegate("_bridge", Bridge.get_all_profiles)
+    add_media = _delegate("_bridge", Bridge.add_media)
     add_media_and_wait = _delegate("_bridge", Bridge.add_media_and_wait)
+    unban = _delegate("_bridge", Bridge.unban)
+    ban_name = _delegate("_bridge", Bridge.ban_name)
     get_banlist = _delegate("_bridge", Bridge.get_banlist)
     get_channel_ranks = _delegate("_bridge", Bridge.get_channel_ranks)
     get_chan_log = _delegate("_bridge", Bridge.get_chan_log)
     get_library_search = _delegate("_bridge", Bridge.get_library_search)
+    get_user_profile = _delegate("_bridge", Bridge.get_user_profile)
     send_command = _delegate("_bridge", Bridge.send_command)
+    service_request = _delegate("_bridge", Bridge.service_request)
     get_bot_rank = _delegate("_bridge", Bridge.get_bot_rank)
+    get_user_level = _delegate("_bridge", Bridge.get_user_level)
+    reload_config = _delegate("_bridge", Bridge.reload_config)
+    shutdown = _delegate("_bridge", Bridge.shutdown)
     safe_delete_media = _delegate("_bridge", Bridge.safe_delete_media)
     safe_clear_playlist = _delegate("_bridge", Bridge.safe_clear_playlist)
     safe_shuffle_playlist = _delegate("_bridge", Bridge.safe_shuffle_playlist)
@@ -612,11 +680,65 @@ class KrytenClient(_EventOverloads):
     get_state_js = _delegate("_state", ChannelState.get_state_js)
     get_state_channel_css = get_state_css
     get_state_channel_js = get_state_js
+    get_state_channel_options = _delegate("_bridge", Bridge.get_state_channel_options)
+    get_state_channel_permissions = _delegate("_bridge", Bridge.get_state_channel_permissions)
+
+    # -- emotes (kryten-py's bulk helpers, over updateEmote/removeEmote) ----------------
+
+    def export_emotes(
+        self, channel: str, *, domain: str | None = None, timeout: float = 5.0
+    ) -> list[Emote]:
+        """The channel's emotes (:meth:`get_state_emotes`)."""
+        return self._state.get_state_emotes(channel, domain=domain, timeout=timeout)
+
+    def import_emotes(
+        self, channel: str, emotes: list[dict[str, str]], *, domain: str | None = None
+    ) -> list[str]:
+        """Send one ``update_emote`` per ``{"name", "image"[, "source"]}``; returns their
+        correlation ids. Every emote is checked before the first is sent."""
+        built = [self._emote_command(channel, emote, domain) for emote in emotes]
+        return [self._sender.send(command) for command in built]
+
+    def set_emotes(
+        self, channel: str, emotes: list[dict[str, str]], *, domain: str | None = None
+    ) -> str:
+        """Make ``emotes`` the channel's whole emote list; returns the correlation id of
+        the last command sent (``""`` when nothing needed sending).
+
+        The bridge has no ``setEmotes`` command (kryten-py sends one the bridge ignores),
+        so this sends ``removeEmote`` for each current emote (:meth:`get_state_emotes`)
+        not in ``emotes``, then ``updateEmote`` for each of ``emotes``. Every emote is
+        checked before anything is sent.
+        """
+        built = [self._emote_command(channel, emote, domain) for emote in emotes]
+        keep = {command.data["name"] for command in built}
+        removals = [
+            commands.remove_emote(channel, current.name, domain=domain)
+            for current in self._state.get_state_emotes(channel, domain=domain)
+            if current.name not in keep
+        ]
+        last = ""
+        for command in [*removals, *built]:
+            last = self._sender.send(command)
+        return last
+
+    @staticmethod
+    def _emote_command(
+        channel: str, emote: Mapping[str, str], domain: str | None
+    ) -> commands.Command:
+        if not isinstance(emote, Mapping) or "name" not in emote or "image" not in emote:
+            raise KrytenValidationError(
+                f"emotes: each emote must be a dict with 'name' and 'image', got {emote!r}"
+            )
+        source = emote.get("source", "imgur")
+        return commands.update_emote(channel, emote["name"], emote["image"], source, domain=domain)
 
     # -- key-value (kv.py) ----------------------------------------------------------------
 
     get_kv_store = _delegate("_kv", KeyValueFeature.get_kv_store)
     get_or_create_kv_store = _delegate("_kv", KeyValueFeature.get_or_create_kv_store)
+    get_kv_bucket = get_kv_store
+    get_or_create_kv_bucket = get_or_create_kv_store
     kv_get = _delegate("_kv", KeyValueFeature.kv_get)
     kv_keys = _delegate("_kv", KeyValueFeature.kv_keys)
     kv_get_all = _delegate("_kv", KeyValueFeature.kv_get_all)
@@ -627,8 +749,9 @@ class KrytenClient(_EventOverloads):
     # -- health ------------------------------------------------------------------------
 
     @property
-    def channels(self) -> list[ChannelStatus]:
-        """The configured channels with their delivery counters."""
+    def channels(self) -> list[ChannelInfo]:
+        """The configured channels with kryten-py's fields (``subscribed``,
+        ``events_received``, ``model_dump()``) and the delivery counters."""
         return self._dispatcher.channel_statuses()
 
     def health(self) -> HealthStatus:
@@ -637,15 +760,32 @@ class KrytenClient(_EventOverloads):
 
     # -- lifecycle, health and metrics (service/) -------------------------
 
+    @property
+    def lifecycle(self) -> ServiceLifecycle:
+        """The service lifecycle (startup/heartbeat/shutdown messages, group restarts).
+
+        Unlike kryten-py's (None until connect, or without ``service`` config), it always
+        exists: ``on_group_restart`` works before connect; ``is_running`` tells whether
+        it announces a service now.
+        """
+        return self._lifecycle
+
+    @property
+    def _nats(self) -> KrytenClient | None:
+        """kryten-py's private NATS client, for its programs that hand it to a
+        ``LifecycleEventPublisher``: this client itself (it publishes, subscribes and
+        requests from any thread) while connected, else None."""
+        return self if self._conn is not None else None
+
     def on_group_restart(
         self, callback: Callable[[dict[str, Any]], None]
     ) -> Callable[[dict[str, Any]], None]:
         """Call ``callback(notice)`` on a worker thread for each group restart notice."""
-        return self.lifecycle.on_group_restart(callback)
+        return self._lifecycle.on_group_restart(callback)
 
     def publish_group_restart(self, reason: str, delay_seconds: float = 5) -> None:
         """Ask every Kryten service to restart in ``delay_seconds`` seconds."""
-        self.lifecycle.publish_group_restart(reason, delay_seconds)
+        self._lifecycle.publish_group_restart(reason, delay_seconds)
 
     def add_health_check(self, name: str, check: Callable[[], object]) -> Callable[[], object]:
         """Show ``check()`` (a bool or a dict) in ``/health``; a failing check gives 503."""

@@ -6,7 +6,7 @@ arguments and silently drops a command whose keys are off), the CyTube rank the 
 needs and whether it goes through the client's chat rate limiter.
 
 Each command has one pure builder here, named like the client method that sends it
-(:func:`send_chat`, :func:`add_media`, ...; all in :data:`BUILDERS`). A builder validates
+(:func:`send_chat`, :func:`queue_media`, ...; all in :data:`BUILDERS`). A builder validates
 its arguments, raising :class:`~kryten_sync.errors.KrytenValidationError` for anything the
 bridge or CyTube would otherwise swallow without a word, and returns a :class:`Command`:
 nothing is sent and no client is needed. :func:`parse` is the inverse check, of a command
@@ -99,7 +99,7 @@ _SPECS: Final[tuple[CommandSpec, ...]] = (
     _spec("send_chat", "chat", ("message",), RANK_GUEST, rate_limited=True),
     _spec("send_pm", "pm", ("to", "message"), RANK_GUEST, rate_limited=True),
     # playlist
-    _spec("add_media", "queue", ("type", "id", "pos", "temp"), RANK_LEADER),
+    _spec("queue_media", "queue", ("type", "id", "pos", "temp"), RANK_LEADER),
     _spec("delete_media", "delete", ("uid",), RANK_MODERATOR),
     _spec("move_media", "move", ("uid", "after"), RANK_LEADER),
     _spec("jump_to", "jump", ("uid",), RANK_LEADER),
@@ -284,22 +284,23 @@ def send_pm(channel: str, username: str, message: str, *, domain: str | None = N
 # --- playlist -------------------------------------------------------------------------
 
 
-def add_media(
+def queue_media(
     channel: str,
     media_type: str,
     media_id: str,
     position: Literal["end", "next"] = "end",
-    temp: bool = False,
+    temp: bool = True,
     *,
     domain: str | None = None,
 ) -> Command:
-    """Queue a media item (``media_type`` e.g. "yt", ``media_id`` its id or URL).
+    """Queue a media item (``media_type`` e.g. "yt", ``media_id`` its id or URL) without
+    waiting: the fire-and-forget form of the client's ``add_media``.
 
-    ``position`` is "end" or "next"; ``temp`` marks it temporary. Needs rank 1.5
-    (leader) by default; anyone when the playlist is unlocked. The new uid arrives
-    later as a ``queue`` event.
+    ``position`` is "end" or "next"; ``temp`` marks it temporary (default True, as
+    kryten-py's ``add_media``). Needs rank 1.5 (leader) by default; anyone when the
+    playlist is unlocked. The new uid arrives later as a ``queue`` event.
     """
-    method = "add_media"
+    method = "queue_media"
     require_text(method, "media_type", media_type)
     require_text(method, "media_id", media_id)
     if position not in ("end", "next"):
@@ -782,7 +783,7 @@ _BUILDERS_BY_NAME: Final = {
     for builder in (
         send_chat,
         send_pm,
-        add_media,
+        queue_media,
         delete_media,
         move_media,
         jump_to,

@@ -3,17 +3,24 @@
 Every validation failure raises one :class:`~kryten_sync.errors.KrytenValidationError`
 that lists every problem as ``path: message`` (``nats.servers[0]``, ``channels[1].channel``).
 Messages never quote input values, so a password can't leak through an error or a log.
+
+Unknown keys are ignored with one :class:`~kryten_sync.errors.ConfigWarning` listing them
+(kryten-py ignores them silently), or are errors with ``strict: true``. A key is named
+only when it looks like a setting name (lowercase words) or is close to one; any other
+key could be a secret pasted in the wrong place and is counted, not shown.
 """
 
 from __future__ import annotations
 
 import difflib
 import errno
+import inspect
 import json
 import os
 import re
 import ssl
 import types
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib.util import find_spec
 from pathlib import Path
@@ -31,7 +38,7 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import KrytenValidationError
+from .errors import ConfigWarning, KrytenValidationError
 from .subjects import normalize_token, service_token, token
 
 _Loc = tuple[str | int, ...]
@@ -82,18 +89,101 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _unknown_key(model: type[BaseModel], loc: _Loc) -> str:
-    """Message for an extra key, suggesting the nearest allowed setting (a likely typo)."""
+_SETTING_LIKE = re.compile(r"[a-z]+(?:_[a-z]+)*")
+
+
+def _model_at(model: type[BaseModel], loc: _Loc) -> type[BaseModel] | None:
+    """The config model that holds the last key of ``loc``."""
     current: type[BaseModel] | None = model
     for part in loc[:-1]:
         if current is not None and isinstance(part, str):
             field = current.model_fields.get(part)
             current = _unwrap_model(field.annotation) if field is not None else None
+    return current
+
+
+def _suggestion(model: type[BaseModel], loc: _Loc) -> str | None:
+    current = _model_at(model, loc)
     key = loc[-1] if loc else ""
     if current is None or not isinstance(key, str):
-        return "unknown setting"
+        return None
     close = difflib.get_close_matches(key, list(current.model_fields), n=1)
-    return f"unknown setting (did you mean {close[0]!r}?)" if close else "unknown setting"
+    return close[0] if close else None
+
+
+def _shown_loc(model: type[BaseModel], loc: _Loc) -> _Loc:
+    """``loc`` with an unknown last key replaced when it could be a secret (see the
+    module docstring)."""
+    key = loc[-1] if loc else ""
+    if isinstance(key, str) and (
+        _SETTING_LIKE.fullmatch(key) or _suggestion(model, loc) is not None
+    ):
+        return loc
+    return (*loc[:-1], "<key not shown>")
+
+
+def _unknown_key(model: type[BaseModel], loc: _Loc) -> str:
+    """Message for an extra key, suggesting the nearest allowed setting (a likely typo)."""
+    close = _suggestion(model, loc)
+    return f"unknown setting (did you mean {close!r}?)" if close else "unknown setting"
+
+
+def _strip_unknown(model: type[BaseModel], data: Any, loc: _Loc, found: list[_Loc]) -> Any:
+    """``data`` without the keys ``model`` does not define (recursively, through nested
+    models and lists of them); their paths are appended to ``found``."""
+    if not isinstance(data, Mapping):
+        return data
+    kept: dict[Any, Any] = {}
+    for key, value in data.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            found.append((*loc, key if isinstance(key, str) else str(key)))
+            continue
+        nested = _unwrap_model(field.annotation)
+        if nested is not None and isinstance(value, list):
+            kept[key] = [
+                _strip_unknown(nested, item, (*loc, key, index), found)
+                for index, item in enumerate(value)
+            ]
+        elif nested is not None:
+            kept[key] = _strip_unknown(nested, value, (*loc, key), found)
+        else:
+            kept[key] = value
+    return kept
+
+
+def _drop_unknown(
+    model: type[BaseModel], data: Mapping[str, Any], what: str, source: str | None
+) -> dict[str, Any]:
+    """``data`` without unknown keys, which one ConfigWarning lists; with ``strict: true``
+    at the top level ``data`` as it is (validation then reports them with the rest)."""
+    if data.get("strict") is True:
+        return dict(data)
+    found: list[_Loc] = []
+    kept = _strip_unknown(model, data, (), found)
+    if not found:
+        return dict(kept)
+    problems = [(_shown_loc(model, loc), _unknown_key(model, loc)) for loc in found]
+    where = f" in {source}" if source else ""
+    listed = "; ".join(_lines(problems))
+    warnings.warn(
+        f"{what}{where}: ignored {len(found)} unknown setting{'s' if len(found) != 1 else ''}: "
+        f"{listed} (set strict: true to make unknown settings errors)",
+        ConfigWarning,
+        stacklevel=_outside_package(),
+    )
+    return dict(kept)
+
+
+def _outside_package() -> int:
+    """The ``stacklevel`` of the first caller outside kryten_sync (warnings point there)."""
+    package = os.path.dirname(__file__)
+    here = inspect.currentframe()
+    frame = here.f_back if here is not None else None
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _problems(model: type[BaseModel], exc: ValidationError) -> list[_Problem]:
@@ -109,26 +199,27 @@ def _problems(model: type[BaseModel], exc: ValidationError) -> list[_Problem]:
             # Our validators' own messages: pydantic would prefix "Value error, ".
             result.append((loc, str(cause)))
         elif err["type"] == "extra_forbidden":
-            result.append((loc, _unknown_key(model, loc)))
+            result.append((_shown_loc(model, loc), _unknown_key(model, loc)))
         else:
             result.append((loc, err["msg"]))
     return result
 
 
 class _Model(BaseModel):
-    """Base of the config models: unknown keys are errors; failures are KrytenValidationError."""
+    """Base of the config models: unknown keys are dropped before validation (a warning,
+    or an error with ``strict``); failures are KrytenValidationError."""
 
     model_config = ConfigDict(extra="forbid")
     _what: ClassVar[str] = ""
 
     def __init__(self, /, **data: Any) -> None:
+        what = self._what or type(self).__name__
+        data = _drop_unknown(type(self), data, what, None)
         try:
             super().__init__(**data)
         except ValidationError as exc:
             # `from None`: pydantic's own message quotes input values (secrets).
-            raise _error(
-                self._what or type(self).__name__, _problems(type(self), exc), None
-            ) from None
+            raise _error(what, _problems(type(self), exc), None) from None
 
     # Marks this __init__ as pydantic's own so nested models are built by pydantic-core,
     # which keeps full error paths (a custom __init__ would be called per nested model).
@@ -426,11 +517,15 @@ class ServiceConfig(_Model):
 
 
 class MetricsConfig(_Model):
-    """The HTTP health/metrics endpoint; ``port=0`` picks a free port."""
+    """The health/metrics endpoints: advertised in lifecycle messages, and served over
+    HTTP by kryten-sync only with ``serve: true`` (as in kryten-py, a ``metrics`` section
+    alone binds nothing: the bot may serve that port itself). ``port=0`` picks a free
+    port when serving."""
 
     _what: ClassVar[str] = "metrics settings"
 
-    port: int = Field(ge=0, le=65535)
+    port: int | None = Field(None, ge=0, le=65535)
+    serve: bool = False
     host: str = Field("127.0.0.1", min_length=1)
     health_path: Annotated[str, AfterValidator(_url_path)] = "/health"
     metrics_path: Annotated[str, AfterValidator(_url_path)] = "/metrics"
@@ -449,13 +544,15 @@ class KrytenConfig(_Model):
     retry_delay: float = Field(0.5, gt=0)
     request_timeout: float = Field(5.0, gt=0)
     handler_queue_size: int = Field(1000, ge=1)
-    max_concurrent_handlers: int = Field(8, ge=1, le=256)
+    max_concurrent_handlers: int = Field(8, ge=1)
     handler_timeout: float = Field(30.0, gt=0)
     shutdown_timeout: float = Field(5.0, gt=0)
     exit_timeout: float = Field(1.0, gt=0)
     chat_burst: int = Field(4, ge=1)
     chat_min_delay: float = Field(1.0, ge=0)
+    chat_jitter: float = Field(0.0, ge=0)
     log_level: str = "INFO"
+    strict: bool = Field(False, strict=True)
 
     @field_validator("log_level")
     @classmethod
@@ -513,21 +610,27 @@ class KrytenConfig(_Model):
             )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> KrytenConfig:
-        """Validate a mapping; ``source`` (a file name) is named in error messages."""
+    def from_dict(
+        cls, data: Mapping[str, Any], *, source: str | None = None, strict: bool = False
+    ) -> KrytenConfig:
+        """Validate a mapping; ``source`` (a file name) is named in error messages.
+        ``strict=True`` makes unknown keys errors whatever ``data`` says."""
         if not isinstance(data, Mapping):
             raise _error(
                 cls._what,
                 [((), f"the top level must be a mapping, not {_kind(data)}")],
                 source,
             )
+        if strict:
+            data = {**data, "strict": True}
+        data = _drop_unknown(cls, data, cls._what, source)
         try:
-            return cls.model_validate(dict(data))
+            return cls.model_validate(data)
         except ValidationError as exc:
             raise _error(cls._what, _problems(cls, exc), source) from None
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> KrytenConfig:
+    def from_json(cls, path: str | os.PathLike[str], *, strict: bool = False) -> KrytenConfig:
         """Load a JSON file, substituting ``${VAR}``/``${VAR:-default}`` in string values."""
         file, text = _read(path)
         try:
@@ -535,10 +638,10 @@ class KrytenConfig(_Model):
         except json.JSONDecodeError as exc:
             problem = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
             raise KrytenValidationError(f"{file}: {problem}", problems=[problem]) from None
-        return cls._from_parsed(data, file)
+        return cls._from_parsed(data, file, strict)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> KrytenConfig:
+    def from_yaml(cls, path: str | os.PathLike[str], *, strict: bool = False) -> KrytenConfig:
         """Load a YAML file (needs PyYAML), substituting ``${VAR}`` in string values."""
         try:
             import yaml  # noqa: PLC0415 - optional dependency
@@ -556,16 +659,16 @@ class KrytenConfig(_Model):
             reason = getattr(exc, "problem", None) or type(exc).__name__
             problem = f"invalid YAML{where}: {reason}"
             raise KrytenValidationError(f"{file}: {problem}", problems=[problem]) from None
-        return cls._from_parsed(data, file)
+        return cls._from_parsed(data, file, strict)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> KrytenConfig:
+    def from_file(cls, path: str | os.PathLike[str], *, strict: bool = False) -> KrytenConfig:
         """Load a ``.json``, ``.yaml`` or ``.yml`` file (chosen by suffix)."""
         suffix = Path(path).suffix.lower()
         if suffix == ".json":
-            return cls.from_json(path)
+            return cls.from_json(path, strict=strict)
         if suffix in (".yaml", ".yml"):
-            return cls.from_yaml(path)
+            return cls.from_yaml(path, strict=strict)
         raise KrytenValidationError(
             f"{os.fspath(path)}: unsupported configuration file type "
             f"{suffix or '(no suffix)'}: use .json, .yaml or .yml"
@@ -583,7 +686,7 @@ class KrytenConfig(_Model):
         )
 
     @classmethod
-    def _from_parsed(cls, data: Any, file: str) -> KrytenConfig:
+    def _from_parsed(cls, data: Any, file: str, strict: bool) -> KrytenConfig:
         if not isinstance(data, Mapping):
             raise _error(
                 cls._what, [((), f"the top level must be a mapping, not {_kind(data)}")], file
@@ -592,7 +695,7 @@ class KrytenConfig(_Model):
         data = _substitute(data, (), missing)
         if missing:
             raise _error(cls._what, missing, file)
-        return cls.from_dict(data, source=file)
+        return cls.from_dict(data, source=file, strict=strict)
 
 
 def _kind(value: Any) -> str:

@@ -14,13 +14,16 @@ clauses keep working::
     ├── KrytenTimeoutError (TimeoutError)   no reply in time
     ├── NoRespondersError                   nobody is subscribed to the request subject
     ├── PublishError                        a publish that cannot be sent (retryable?)
-    ├── BridgeError                         the bridge answered with a failure
+    ├── BridgeError (ValueError)            the bridge answered with a failure
     ├── KeyValueError                       a key-value operation failed
     │   ├── BucketNotFoundError
     │   └── BucketConfigError               an existing bucket is configured otherwise
+    ├── HandlerError                        kryten-py's name; never raised by kryten-sync
     ├── WrongThreadError (RuntimeError)     a blocking call on the client's loop thread
     ├── ForkedProcessError (RuntimeError)   used in a child after fork()
     └── EmbeddedServerError (RuntimeError)  the embedded nats-server failed
+
+    ConfigWarning (UserWarning)             a configuration key that is ignored
 """
 
 from __future__ import annotations
@@ -100,9 +103,9 @@ class MalformedEventError(KrytenValidationError):
         return (type(self), (self.reason,))
 
 
-class BridgeError(KrytenError):
+class BridgeError(KrytenError, ValueError):
     """The bridge (or another Kryten service) answered, but reported a failure or sent a
-    reply that cannot be used.
+    reply that cannot be used. A ``ValueError``, as kryten-py raises for these.
 
     ``command`` names the request, ``reply`` is the decoded reply (None if undecodable).
     """
@@ -111,6 +114,17 @@ class BridgeError(KrytenError):
         self.command = command
         self.reply = reply
         super().__init__(message)
+
+
+class HandlerError(KrytenError):
+    """kryten-py's error for a handler that raised. kryten-sync never raises it (a raising
+    handler is logged, counted and passed to ``on_error``); it exists so that code written
+    for kryten-py imports and catches the same names."""
+
+
+class ConfigWarning(UserWarning):
+    """A configuration key was ignored (unknown, or a kryten-py setting without effect
+    here); ``strict: true`` turns these into errors."""
 
 
 class KeyValueError(KrytenError):
@@ -149,8 +163,10 @@ __all__ = [
     "BucketConfigError",
     "BucketNotFoundError",
     "ClientClosedError",
+    "ConfigWarning",
     "EmbeddedServerError",
     "ForkedProcessError",
+    "HandlerError",
     "KeyValueError",
     "KrytenConnectionError",
     "KrytenError",

@@ -22,6 +22,7 @@ from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from ._mapping import MappingAccess
 from .errors import MalformedEventError
 
 _log = logging.getLogger(__name__)
@@ -163,8 +164,8 @@ class ChangeMediaEvent(TypedEvent):
     """The playlist uid, when the payload carries one (CyTube's does not)."""
 
 
-class MediaInfo(BaseModel):
-    """The media of a playlist item (unknown keys are ignored)."""
+class MediaInfo(MappingAccess):
+    """The media of a playlist item (unknown keys are ignored; readable like a dict)."""
 
     model_config = ConfigDict(frozen=True, strict=True, use_attribute_docstrings=True)
 
@@ -177,8 +178,9 @@ class MediaInfo(BaseModel):
     """Length in seconds (0 for live streams)."""
 
 
-class PlaylistItem(BaseModel):
-    """One playlist entry (unknown keys are ignored)."""
+class PlaylistItem(MappingAccess):
+    """One playlist entry (unknown keys are ignored; readable like a dict:
+    ``item["uid"]``, ``item["media"]["title"]``)."""
 
     model_config = ConfigDict(frozen=True, strict=True, use_attribute_docstrings=True)
 

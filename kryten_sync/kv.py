@@ -44,7 +44,7 @@ from .errors import (
     LoopDiedError,
     NotConnectedError,
 )
-from .raw import encode_payload
+from .raw import encode_json, encode_payload
 from .stats import HandlerStats
 
 if TYPE_CHECKING:
@@ -180,22 +180,41 @@ def _describe(field: str, value: object) -> str:
 
 
 def _differences(
-    cfg: api.StreamConfig, history: int, ttl: float | None, max_value_size: int
+    cfg: api.StreamConfig, history: int | None, ttl: float | None, max_value_size: int | None
 ) -> dict[str, tuple[object, object]]:
+    """The requested settings (None: not requested) that differ from ``cfg``."""
     have_ttl = cfg.max_age or None
     have_size = cfg.max_msg_size if cfg.max_msg_size and cfg.max_msg_size > 0 else -1
     diffs: dict[str, tuple[object, object]] = {}
-    if cfg.max_msgs_per_subject != history:
+    if history is not None and cfg.max_msgs_per_subject != history:
         diffs["history"] = (cfg.max_msgs_per_subject, history)
-    if have_ttl is None or ttl is None:
-        ttl_differs = have_ttl != ttl
-    else:
-        ttl_differs = not math.isclose(have_ttl, ttl, abs_tol=1e-6)
-    if ttl_differs:
+    if ttl is not None and (have_ttl is None or not math.isclose(have_ttl, ttl, abs_tol=1e-6)):
         diffs["ttl"] = (have_ttl, ttl)
-    if have_size != max_value_size:
+    if max_value_size is not None and have_size != max_value_size:
         diffs["max_value_size"] = (have_size, max_value_size)
     return diffs
+
+
+#: kryten-py's default ``max_value_size`` of a bucket it creates (1 MiB).
+DEFAULT_MAX_VALUE_SIZE = 1024 * 1024
+
+
+def kv_value(value: Any, as_json: bool, where: str) -> bytes:
+    """The bytes ``kv_put`` stores, by kryten-py's rules: any JSON value as JSON with
+    ``as_json``; a str as UTF-8; bytes as they are; a number (bool included) as
+    ``str(value)`` (``42`` -> ``b"42"``). Unlike kryten-py, a dict or list is stored as
+    JSON even without ``as_json``, and other values (None, tuples, objects) are refused:
+    kryten-py would store their Python repr, which no reader can parse."""
+    if as_json or isinstance(value, dict | list):
+        return encode_json(value, where)
+    if isinstance(value, bytes | bytearray | memoryview | str):
+        return encode_payload(value, where)
+    if isinstance(value, int | float):
+        return str(value).encode("utf-8")
+    raise KrytenValidationError(
+        f"{where} must be bytes, str, a number, or a dict or list (stored as JSON), got "
+        f"{type(value).__name__}; pass as_json=True to store any JSON value"
+    )
 
 
 # --------------------------------------------------------------------------- loop side
@@ -520,13 +539,13 @@ class KeyValueStore:
     def __repr__(self) -> str:
         return f"<KeyValueStore {self.bucket!r}>"
 
-    def get(self, key: str, default: Any = None, *, parse_json: bool = False) -> Any:
+    def get(self, key: str, default: Any = None, parse_json: bool = False) -> Any:
         """See :meth:`KeyValueFeature.kv_get`."""
-        return self._kv.kv_get(self.bucket, key, default, parse_json=parse_json)
+        return self._kv.kv_get(self.bucket, key, default, parse_json)
 
-    def put(self, key: str, value: Any) -> int:
+    def put(self, key: str, value: Any, as_json: bool = False) -> int:
         """See :meth:`KeyValueFeature.kv_put`."""
-        return self._kv.kv_put(self.bucket, key, value)
+        return self._kv.kv_put(self.bucket, key, value, as_json)
 
     def delete(self, key: str) -> None:
         """See :meth:`KeyValueFeature.kv_delete`."""
@@ -536,9 +555,9 @@ class KeyValueStore:
         """See :meth:`KeyValueFeature.kv_keys`."""
         return self._kv.kv_keys(self.bucket)
 
-    def get_all(self, *, parse_json: bool = False) -> dict[str, Any]:
+    def get_all(self, parse_json: bool = False) -> dict[str, Any]:
         """See :meth:`KeyValueFeature.kv_get_all`."""
-        return self._kv.kv_get_all(self.bucket, parse_json=parse_json)
+        return self._kv.kv_get_all(self.bucket, parse_json)
 
     def watch(
         self, key_or_pattern: str, handler: KvHandler, *, include_current: bool = False
@@ -556,10 +575,13 @@ class KeyValueFeature(AttachedFeature):
     """The key-value feature: blocking JetStream key-value methods (the client's
     ``kv_*`` methods delegate here).
 
-    Values: ``kv_put`` stores a dict/list as JSON, a str as UTF-8 and bytes as they are;
-    ``kv_get`` returns bytes (or the parsed JSON with ``parse_json=True``). Reads of a
-    missing key or bucket return the default; writes to a missing bucket raise
-    :class:`BucketNotFoundError`. All methods are thread-safe.
+    Parameters and their order are kryten-py's (``bucket_name`` first). Values:
+    ``kv_put`` stores by kryten-py's rules (:func:`kv_value`); ``kv_get`` returns bytes
+    (or the parsed JSON with ``parse_json=True``). Reads of a missing key or bucket
+    return the default; writes to a missing bucket raise :class:`BucketNotFoundError`.
+    Unlike kryten-py, errors are raised, not swallowed: an invalid key or bucket name
+    (KrytenValidationError), a value that is not JSON under ``parse_json``
+    (KeyValueError), a failed write. All methods are thread-safe.
     """
 
     _state: _KvState | None = None  # of the current connection (loop-owned)
@@ -582,10 +604,16 @@ class KeyValueFeature(AttachedFeature):
         what: str,
         bucket: str,
         link: Link | None = None,
+        timeout: float | None = None,
     ) -> T:
         if link is None:
             link = self.require()
-        timeout = 2 * link.config.request_timeout + 1.0  # a bind, then the operation
+        if timeout is None:
+            timeout = 2 * link.config.request_timeout + 1.0  # a bind, then the operation
+        else:
+            timeout = float(
+                require_number(what, "timeout", timeout, minimum=0, exclusive_minimum=True)
+            )
 
         async def run() -> T:
             state = self._state
@@ -604,39 +632,43 @@ class KeyValueFeature(AttachedFeature):
 
     # --- buckets --------------------------------------------------------------------
 
-    def get_kv_store(self, bucket: str) -> KeyValueStore:
+    def get_kv_store(self, bucket_name: str) -> KeyValueStore:
         """Bind an existing bucket; BucketNotFoundError if there is none."""
-        bucket = _check_bucket(bucket)
+        bucket = _check_bucket(bucket_name)
         self._kv(lambda st: st.bind_existing(bucket), f"bind bucket {bucket!r}", bucket)
         return KeyValueStore(self, bucket)
 
     def get_or_create_kv_store(
         self,
-        bucket: str,
-        *,
+        bucket_name: str,
         description: str | None = None,
-        history: int = 1,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        *,
+        history: int | None = None,
         ttl: float | None = None,
-        max_value_size: int = -1,
     ) -> KeyValueStore:
-        """Bind ``bucket``, creating it with this configuration if it does not exist.
+        """Bind ``bucket_name``, creating it with this configuration if it does not exist.
 
-        ``history``: values kept per key (1-64); ``ttl``: seconds a value lives (None:
-        forever); ``max_value_size``: bytes (-1: up to the server's max_payload). An
-        existing bucket whose history, ttl or max_value_size differ raises
-        BucketConfigError naming them (``description`` is not compared).
+        ``max_value_size``: bytes (-1: up to the server's max_payload; default 1 MiB as
+        kryten-py); ``history``: values kept per key (1-64; 1 when None); ``ttl``: seconds
+        a value lives (None: forever). An existing bucket is bound as it is (as kryten-py
+        does), unless a setting requested here differs: ``history`` or ``ttl`` when given,
+        ``max_value_size`` when not the default. Then BucketConfigError names them
+        (``description`` is not compared).
         """
-        bucket = _check_bucket(bucket)
+        bucket = _check_bucket(bucket_name)
         where = "get_or_create_kv_store"
         if description is not None:
             require_text(where, "description", description, allow_empty=True)
-        require_int(where, "history", history, minimum=1, maximum=64)
+        if history is not None:
+            require_int(where, "history", history, minimum=1, maximum=64)
         if ttl is not None:
             require_number(where, "ttl", ttl, minimum=0, exclusive_minimum=True)
         require_int(where, "max_value_size", max_value_size, minimum=-1)
         if max_value_size == 0:
             fail(where, "max_value_size", "must be -1 (unlimited) or bytes >= 1, got 0")
         ttl = None if ttl is None else float(ttl)
+        compared_size = None if max_value_size == DEFAULT_MAX_VALUE_SIZE else max_value_size
 
         async def get_or_create(st: _KvState) -> None:
             try:
@@ -645,7 +677,7 @@ class KeyValueFeature(AttachedFeature):
                 config = api.KeyValueConfig(
                     bucket=bucket,
                     description=description,
-                    history=history,
+                    history=1 if history is None else history,
                     ttl=ttl,
                     max_value_size=max_value_size,
                 )
@@ -657,7 +689,7 @@ class KeyValueFeature(AttachedFeature):
                         raise
                 kv = await st.js.key_value(bucket)  # someone else created it meanwhile
             status = await kv.status()
-            diffs = _differences(status.stream_info.config, history, ttl, max_value_size)
+            diffs = _differences(status.stream_info.config, history, ttl, compared_size)
             if diffs:
                 listed = ", ".join(
                     f"{name} is {_describe(name, have)} (requested {_describe(name, want)})"
@@ -677,11 +709,17 @@ class KeyValueFeature(AttachedFeature):
     # --- reads ----------------------------------------------------------------------
 
     def kv_get(
-        self, bucket: str, key: str, default: Any = None, *, parse_json: bool = False
+        self,
+        bucket_name: str,
+        key: str,
+        default: Any = None,
+        parse_json: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         """The value of ``key`` as bytes (parsed JSON with ``parse_json``; a value that
         is not JSON raises KeyValueError); ``default`` if the key or bucket is missing."""
-        bucket, key = _check_bucket(bucket), _check_key(key)
+        bucket, key = _check_bucket(bucket_name), _check_key(key)
 
         async def get(kv: KeyValue) -> bytes | None:
             try:
@@ -691,24 +729,25 @@ class KeyValueFeature(AttachedFeature):
             return entry.value if entry.value is not None else b""
 
         raw = self._kv(
-            lambda st: st.read(bucket, get, None), f"kv_get({bucket!r}, {key!r})", bucket
+            lambda st: st.read(bucket, get, None),
+            f"kv_get({bucket!r}, {key!r})",
+            bucket,
+            timeout=timeout,
         )
         if raw is None:
             return default
         return _decode_json(raw, bucket, key) if parse_json else raw
 
-    def kv_keys(self, bucket: str) -> list[str]:
+    def kv_keys(self, bucket_name: str) -> list[str]:
         """The bucket's keys, sorted (deleted keys excluded); ``[]`` if the bucket is
         empty or missing."""
-        bucket = _check_bucket(bucket)
-
+        bucket = _check_bucket(bucket_name)
         return sorted(self._latest(bucket, f"kv_keys({bucket!r})"))
 
-    def kv_get_all(self, bucket: str, *, parse_json: bool = False) -> dict[str, Any]:
+    def kv_get_all(self, bucket_name: str, parse_json: bool = False) -> dict[str, Any]:
         """Every key with its value (bytes, or parsed JSON with ``parse_json``), read in
         one pass; ``{}`` if the bucket is empty or missing."""
-        bucket = _check_bucket(bucket)
-
+        bucket = _check_bucket(bucket_name)
         values = self._latest(bucket, f"kv_get_all({bucket!r})")
         if parse_json:
             return {key: _decode_json(raw, bucket, key) for key, raw in values.items()}
@@ -716,21 +755,21 @@ class KeyValueFeature(AttachedFeature):
 
     # --- writes ---------------------------------------------------------------------
 
-    def kv_put(self, bucket: str, key: str, value: Any) -> int:
-        """Store ``value`` (dict/list as JSON, str as UTF-8, bytes as they are) and
-        return its revision; BucketNotFoundError if the bucket does not exist."""
-        bucket, key = _check_bucket(bucket), _check_key(key)
-        data = encode_payload(value, f"kv_put({bucket!r}, {key!r}): value")
+    def kv_put(self, bucket_name: str, key: str, value: Any, as_json: bool = False) -> int:
+        """Store ``value`` (by :func:`kv_value`'s rules; ``as_json`` always writes JSON)
+        and return its revision; BucketNotFoundError if the bucket does not exist."""
+        bucket, key = _check_bucket(bucket_name), _check_key(key)
+        data = kv_value(value, as_json, f"kv_put({bucket!r}, {key!r}): value")
         return self._kv(
             lambda st: st.publish(bucket, lambda kv: kv.put(key, data)),
             f"kv_put({bucket!r}, {key!r})",
             bucket,
         )
 
-    def kv_delete(self, bucket: str, key: str) -> None:
+    def kv_delete(self, bucket_name: str, key: str) -> None:
         """Delete ``key`` (a no-op if it is not there; watchers see a ``DEL``);
         BucketNotFoundError if the bucket does not exist."""
-        bucket, key = _check_bucket(bucket), _check_key(key)
+        bucket, key = _check_bucket(bucket_name), _check_key(key)
         self._kv(
             lambda st: st.publish(bucket, lambda kv: kv.delete(key)),
             f"kv_delete({bucket!r}, {key!r})",
@@ -771,6 +810,7 @@ class KeyValueFeature(AttachedFeature):
 
 
 __all__ = [
+    "DEFAULT_MAX_VALUE_SIZE",
     "BucketConfigError",
     "BucketNotFoundError",
     "KeyValueError",
@@ -779,4 +819,5 @@ __all__ = [
     "KvEntry",
     "KvOperation",
     "KvWatch",
+    "kv_value",
 ]

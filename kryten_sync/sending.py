@@ -24,25 +24,32 @@ class CommandSender(AttachedFeature):
 
     def __init__(self, config: KrytenConfig) -> None:
         self.config = config
-        self.chat_limiter = RateLimiter(config.chat_burst, config.chat_min_delay)
+        self.chat_limiter = RateLimiter(
+            config.chat_burst, config.chat_min_delay, jitter=config.chat_jitter
+        )
 
     def send(self, command: Command) -> str:
         """Publish ``command`` (blocking on the chat limiter first when the command is
         rate-limited) and return its correlation id."""
         if command.domain is not None:
             self.config.check_command_domain(command.channel, command.domain)
-        link = self.require()
+        self.require()
         correlation_id = str(uuid.uuid4())
         payload = encode_payload(command.body(correlation_id, utc_timestamp()), "command")
-        subject = command.subject
         spec = command.spec
         if spec.rate_limited:
             self.chat_limiter.acquire()
+        self.publish(command.subject, payload, spec.action)
+        return correlation_id
+
+    def publish(self, subject: str, payload: bytes, tag: str) -> None:
+        """Publish one command body, counted under ``tag`` in ``commands_sent``."""
+        link = self.require()
         attempt = 0
         while True:
             try:
-                link.publisher.put(subject, payload, None, spec.action)
-                return correlation_id
+                link.publisher.put(subject, payload, None, tag)
+                return
             except PublishError as exc:
                 # Only errors raised before nats-py took the message are retried, so a
                 # command that was accepted is never sent twice.

@@ -4,8 +4,10 @@ The bridge keeps one set of buckets per channel, named with the channel exactly 
 was configured (case kept): ``kryten_{channel}_playlist`` (keys ``items``, a JSON array,
 and ``current``, a JSON object), ``kryten_{channel}_userlist`` (``users``),
 ``kryten_{channel}_emotes`` (``list``) and ``kryten_{channel}_state`` (``motd``, ``css``,
-``js``: raw UTF-8 strings, not JSON). :class:`ChannelState` reads them into typed models;
-a key (or bucket) the bridge has not written yet reads as an empty value.
+``js``: raw UTF-8 strings, not JSON). :class:`ChannelState` reads them into typed models
+that are also readable like the dicts kryten-py returns (``items[0]["uid"]``,
+``current.get("title")``); a key (or bucket) the bridge has not written yet reads as an
+empty value.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._mapping import MappingAccess
 from .errors import KrytenValidationError
 from .events import ChannelUser, Emote, PlaylistItem, UserMeta, UserProfile
 from .kv import KeyValueFeature, is_bucket_name
@@ -28,7 +31,7 @@ _log = RateLimitedLog(logging.getLogger("kryten_sync.state"))
 M = TypeVar("M", bound=BaseModel)
 
 
-class _StateModel(BaseModel):
+class _StateModel(MappingAccess):
     # Unknown keys are kept (``model.model_extra``, or as attributes), never an error.
     model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
 
@@ -72,8 +75,10 @@ class ChannelState:
     ``channel`` is matched against the configured channels after normalisation and the
     configured spelling is used (the bridge names buckets with it, case kept); a channel
     that is not configured is used exactly as given; None means the first configured
-    channel. All methods block; an unwritten key or bucket reads as empty, a value the
-    bridge cannot have written (bad JSON, wrong shape) is logged and read as empty too.
+    channel. ``domain`` is accepted as in kryten-py; the buckets are per channel. All
+    methods block (``timeout``, where kryten-py has one, bounds the read); an unwritten key
+    or bucket reads as empty, a value the bridge cannot have written (bad JSON, wrong
+    shape) is logged and read as empty too.
     """
 
     __slots__ = ("config", "kv")
@@ -84,12 +89,12 @@ class ChannelState:
 
     # --- plumbing -------------------------------------------------------------------
 
-    def _state_bucket(self, channel: str | None, kind: str) -> str:
-        return state_bucket_name(self.config.target(channel)[1], kind)
+    def _state_bucket(self, channel: str | None, kind: str, domain: str | None = None) -> str:
+        return state_bucket_name(self.config.target(channel, domain)[1], kind)
 
-    def _state_json(self, bucket: str, key: str, kind: type) -> Any:
+    def _state_json(self, bucket: str, key: str, kind: type, timeout: float | None = None) -> Any:
         """The JSON value of ``key``, or None if unwritten, not JSON or not a ``kind``."""
-        raw: bytes | None = self.kv.kv_get(bucket, key)
+        raw: bytes | None = self.kv.kv_get(bucket, key, timeout=timeout)
         if raw is None:
             return None
         try:
@@ -113,8 +118,10 @@ class ChannelState:
             return None
         return value
 
-    def _state_list(self, bucket: str, key: str, model: type[M]) -> list[M]:
-        rows = self._state_json(bucket, key, list)
+    def _state_list(
+        self, bucket: str, key: str, model: type[M], timeout: float | None = None
+    ) -> list[M]:
+        rows = self._state_json(bucket, key, list, timeout)
         result: list[M] = []
         for index, row in enumerate(rows or ()):
             try:
@@ -130,20 +137,26 @@ class ChannelState:
                 )
         return result
 
-    def _state_text(self, channel: str | None, key: str) -> str:
-        raw: bytes | None = self.kv.kv_get(self._state_bucket(channel, "state"), key)
+    def _state_text(self, channel: str | None, key: str, domain: str | None, timeout: float) -> str:
+        bucket = self._state_bucket(channel, "state", domain)
+        raw: bytes | None = self.kv.kv_get(bucket, key, timeout=timeout)
         return "" if raw is None else raw.decode("utf-8", errors="replace")
 
     # --- playlist -------------------------------------------------------------------
 
-    def get_state_playlist_items(self, channel: str | None = None) -> list[PlaylistItem]:
+    def get_state_playlist_items(
+        self, channel: str | None = None, *, domain: str | None = None
+    ) -> list[PlaylistItem]:
         """The playlist (``kryten_{channel}_playlist`` / ``items``); ``[]`` if unwritten."""
-        return self._state_list(self._state_bucket(channel, "playlist"), "items", PlaylistItem)
+        bucket = self._state_bucket(channel, "playlist", domain)
+        return self._state_list(bucket, "items", PlaylistItem)
 
-    def get_state_current_media(self, channel: str | None = None) -> CurrentMedia | None:
+    def get_state_current_media(
+        self, channel: str | None = None, *, domain: str | None = None
+    ) -> CurrentMedia | None:
         """The playing media (``kryten_{channel}_playlist`` / ``current``); None if
         unwritten or empty. Its ``uid`` may be stale: see :meth:`get_state_current_uid`."""
-        bucket = self._state_bucket(channel, "playlist")
+        bucket = self._state_bucket(channel, "playlist", domain)
         current = self._state_json(bucket, "current", dict)
         if not current:
             return None
@@ -155,8 +168,11 @@ class ChannelState:
             )
             return None
 
-    def get_state_current_uid(self, channel: str | None = None) -> int | None:
-        """The playlist uid of the playing media, or None if unknown.
+    def get_state_current_uid(
+        self, channel: str | None = None, *, domain: str | None = None
+    ) -> str | None:
+        """The playlist uid of the playing media as a string (kryten-py's type), or None
+        if unknown.
 
         The stored ``current.uid`` can be stale, so the playing media's ``id``/``type``
         are looked up in the playlist: the matching item's uid is returned (the one equal
@@ -164,40 +180,55 @@ class ChannelState:
         item matches, None, unless the playlist is unwritten or empty, in which case
         ``current.uid`` is all there is and is returned as stored.
         """
-        current = self.get_state_current_media(channel)
+        current = self.get_state_current_media(channel, domain=domain)
         if current is None:
             return None
-        items = self.get_state_playlist_items(channel)
+        items = self.get_state_playlist_items(channel, domain=domain)
         matches = [
             item.uid
             for item in items
             if item.media.id == current.id and item.media.type == current.type
         ]
+        uid: int | None
         if matches:
-            return current.uid if current.uid in matches else matches[0]
-        return current.uid if not items else None
+            uid = current.uid if current.uid in matches else matches[0]
+        else:
+            uid = current.uid if not items else None
+        return None if uid is None else str(uid)
 
     # --- users, emotes, channel texts -----------------------------------------------
 
-    def get_state_userlist(self, channel: str | None = None) -> list[ChannelUser]:
+    def get_state_userlist(
+        self, channel: str | None = None, *, domain: str | None = None
+    ) -> list[ChannelUser]:
         """The users in the channel (``kryten_{channel}_userlist`` / ``users``)."""
-        return self._state_list(self._state_bucket(channel, "userlist"), "users", ChannelUser)
+        bucket = self._state_bucket(channel, "userlist", domain)
+        return self._state_list(bucket, "users", ChannelUser)
 
-    def get_state_emotes(self, channel: str | None = None) -> list[Emote]:
+    def get_state_emotes(
+        self, channel: str | None = None, *, domain: str | None = None, timeout: float = 5.0
+    ) -> list[Emote]:
         """The channel's emotes (``kryten_{channel}_emotes`` / ``list``)."""
-        return self._state_list(self._state_bucket(channel, "emotes"), "list", Emote)
+        bucket = self._state_bucket(channel, "emotes", domain)
+        return self._state_list(bucket, "list", Emote, timeout)
 
-    def get_state_motd(self, channel: str | None = None) -> str:
+    def get_state_motd(
+        self, channel: str | None = None, *, domain: str | None = None, timeout: float = 5.0
+    ) -> str:
         """The message of the day (raw HTML); ``""`` if unwritten."""
-        return self._state_text(channel, "motd")
+        return self._state_text(channel, "motd", domain, timeout)
 
-    def get_state_css(self, channel: str | None = None) -> str:
+    def get_state_css(
+        self, channel: str | None = None, *, domain: str | None = None, timeout: float = 5.0
+    ) -> str:
         """The channel CSS; ``""`` if unwritten."""
-        return self._state_text(channel, "css")
+        return self._state_text(channel, "css", domain, timeout)
 
-    def get_state_js(self, channel: str | None = None) -> str:
+    def get_state_js(
+        self, channel: str | None = None, *, domain: str | None = None, timeout: float = 5.0
+    ) -> str:
         """The channel JavaScript; ``""`` if unwritten."""
-        return self._state_text(channel, "js")
+        return self._state_text(channel, "js", domain, timeout)
 
     # The names kryten-py uses.
     get_state_channel_css = get_state_css

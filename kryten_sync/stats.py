@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from bisect import bisect_left
-from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .subjects import normalize_token
 
 # Handler latency histogram bucket upper bounds, in seconds (Prometheus style).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -63,6 +66,8 @@ class SourceStats:
     malformed: int = 0  # written by its worker
     dropped: int = 0  # written by the loop (nats-py slow-consumer reports)
     by_event: dict[str, int] = field(default_factory=dict)  # written by its worker
+    event_seconds: float = 0.0  # written by its worker: time spent on events (decode + handlers)
+    last_event: float = 0.0  # written by its worker: time.time() of the last event
 
 
 class RateLimitedLog:
@@ -89,22 +94,121 @@ class RateLimitedLog:
         self.logger.warning(msg, *args)
 
 
-@dataclass(frozen=True)
-class ChannelStatus:
-    """One configured channel and its delivery counters."""
+class ChannelStatus(str):
+    """One configured channel with its delivery counters (immutable).
+
+    It is also the string ``"domain/channel"``: kryten-py's ``health().channels`` holds
+    such strings, so ``", ".join(health.channels)`` and ``"cytu.be/lounge" in
+    health.channels`` work. Compared with another ChannelStatus every field counts; with a
+    plain str only the text. ``ChannelInfo`` is the same class under kryten-py's name:
+    ``subscribed``, ``events_received`` (= ``received``) and ``model_dump()`` are its
+    fields and method.
+    """
 
     domain: str
     channel: str
     token: str
-    received: int = 0
-    malformed: int = 0
-    pending: int = 0
-    dropped: int = 0
+    received: int
+    malformed: int
+    pending: int
+    dropped: int
+    subscribed: bool
+    _FIELDS = (
+        "domain",
+        "channel",
+        "token",
+        "received",
+        "malformed",
+        "pending",
+        "dropped",
+        "subscribed",
+    )
+
+    def __new__(  # noqa: PLR0917 - the dataclass-like positional order of its fields
+        cls,
+        domain: str,
+        channel: str,
+        token: str | None = None,
+        received: int = 0,
+        malformed: int = 0,
+        pending: int = 0,
+        dropped: int = 0,
+        subscribed: bool = False,
+        *,
+        events_received: int | None = None,
+    ) -> ChannelStatus:
+        self = super().__new__(cls, f"{domain}/{channel}")
+        values = (
+            domain,
+            channel,
+            normalize_token(channel) if token is None else token,
+            received if events_received is None else events_received,
+            malformed,
+            pending,
+            dropped,
+            subscribed,
+        )
+        for name, value in zip(cls._FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ChannelStatus is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ChannelStatus is immutable: cannot delete {name!r}")
+
+    def as_tuple(self) -> tuple[object, ...]:
+        """The fields, in order."""
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChannelStatus):
+            return self.as_tuple() == other.as_tuple()
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"ChannelStatus({inner})"
+
+    def __reduce__(self) -> tuple[type[ChannelStatus], tuple[object, ...]]:
+        return (type(self), self.as_tuple())
+
+    @property
+    def events_received(self) -> int:
+        """kryten-py's name of :attr:`received`."""
+        return self.received
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (and ``events_received``) as a JSON-ready dict."""
+        return {
+            **dict(zip(self._FIELDS, self.as_tuple(), strict=True)),
+            "events_received": self.received,
+        }
+
+    def model_dump(self) -> dict[str, Any]:
+        """kryten-py's ChannelInfo fields first (``domain``, ``channel``, ``subscribed``,
+        ``events_received``), then kryten-sync's counters."""
+        data = self.to_dict()
+        first = ("domain", "channel", "subscribed", "events_received")
+        return {**{key: data[key] for key in first}, **data}
 
     @classmethod
-    def of(cls, domain: str, channel: str, token: str, source: _SourceLike | None) -> ChannelStatus:
+    def of(
+        cls,
+        domain: str,
+        channel: str,
+        token: str,
+        source: _SourceLike | None,
+        subscribed: bool = False,
+    ) -> ChannelStatus:
         if source is None:
-            return cls(domain, channel, token)
+            return cls(domain, channel, token, subscribed=subscribed)
         stats = source.stats
         return cls(
             domain,
@@ -114,7 +218,12 @@ class ChannelStatus:
             stats.malformed,
             source.worker.pending,
             stats.dropped,
+            subscribed,
         )
+
+
+#: kryten-py's name for a configured channel's status (``client.channels``).
+ChannelInfo = ChannelStatus
 
 
 class _WorkerLike(Protocol):
@@ -151,7 +260,12 @@ class _PublisherLike(Protocol):
 
 @dataclass(frozen=True)
 class HealthStatus:
-    """A snapshot of one client: ``health()`` returns it, ``/health`` serves it."""
+    """A snapshot of one client: ``health()`` returns it, ``/health`` serves it.
+
+    kryten-py's fields are all here (``avg_event_latency_ms``: mean time per received
+    event, decoding and in-order handlers, since connecting; ``handlers_registered``: the
+    ``on()`` registrations), and :meth:`model_dump` gives kryten-py's shape.
+    """
 
     connected: bool
     state: str  # "connected", "reconnecting", "closed", "disconnected", "connecting"
@@ -167,6 +281,9 @@ class HealthStatus:
     handler_latency_max_ms: float
     reconnects: int
     channels: list[ChannelStatus]
+    avg_event_latency_ms: float = 0.0
+    last_event_time: datetime | None = None
+    handlers_registered: int = 0
 
     @property
     def errors(self) -> int:
@@ -174,16 +291,39 @@ class HealthStatus:
         return self.handler_errors + self.malformed_events + self.publish_errors
 
     @classmethod
-    def disconnected(cls, channels: list[ChannelStatus]) -> HealthStatus:
-        return cls(False, "disconnected", 0.0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0, channels)
+    def disconnected(cls, channels: list[ChannelStatus], handlers_registered: int) -> HealthStatus:
+        return cls(
+            False,
+            "disconnected",
+            0.0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0.0,
+            0.0,
+            0,
+            channels,
+            handlers_registered=handlers_registered,
+        )
 
     @classmethod
     def of(
-        cls, conn: _ConnectionLike, channels: list[ChannelStatus], handlers: HandlerStats
+        cls,
+        conn: _ConnectionLike,
+        channels: list[ChannelStatus],
+        handlers: HandlerStats,
+        sources: list[SourceStats],
+        handlers_registered: int,
     ) -> HealthStatus:
         mean = handlers.total_seconds / handlers.calls if handlers.calls else 0.0
         # Two configured channels may share one subscription (same token): count it once.
         unique = {c.token: c for c in channels}.values()
+        received = sum(s.received + s.malformed for s in sources)
+        last = max((s.last_event for s in sources), default=0.0)
         return cls(
             connected=conn.is_connected,
             state=conn.state,
@@ -199,10 +339,36 @@ class HealthStatus:
             handler_latency_max_ms=handlers.max_seconds * 1000,
             reconnects=conn.reconnects,
             channels=channels,
+            avg_event_latency_ms=(
+                sum(s.event_seconds for s in sources) / received * 1000 if received else 0.0
+            ),
+            last_event_time=datetime.fromtimestamp(last, UTC) if last else None,
+            handlers_registered=handlers_registered,
         )
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form (as served on ``/health``)."""
-        data = asdict(self)
+        """JSON-ready form (as served on ``/health``): channels as dicts, times as ISO text."""
+        data: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["channels"] = [c.to_dict() for c in self.channels]
+        last = self.last_event_time
+        data["last_event_time"] = last.isoformat() if last is not None else None
         data["errors"] = self.errors
         return data
+
+    def model_dump(self) -> dict[str, object]:
+        """kryten-py's HealthStatus fields first (``channels`` as ``"domain/channel"``
+        strings, ``last_event_time`` a datetime), then kryten-sync's."""
+        first = {
+            "connected": self.connected,
+            "state": self.state,
+            "uptime_seconds": self.uptime_seconds,
+            "channels": [str.__str__(c) for c in self.channels],
+            "events_received": self.events_received,
+            "commands_sent": self.commands_sent,
+            "errors": self.errors,
+            "avg_event_latency_ms": self.avg_event_latency_ms,
+            "last_event_time": self.last_event_time,
+            "handlers_registered": self.handlers_registered,
+        }
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in first}
+        return {**first, **rest}

@@ -95,10 +95,11 @@ class FakeBridge:
 
     Settable state: ``rank`` (None: do not answer the rank query), ``username``,
     ``version``, ``userlist``, ``playlist``, ``emotes``, ``motd``, ``profiles``,
-    ``banlist``, ``channel_ranks``, ``chan_log``, ``search_results``, ``services``,
-    ``stats``, ``config``; ``errors[command] = text`` answers ``{"success": false,
-    "error": text}``, ``data_errors[command] = text`` a failure inside ``data`` (e.g. an
-    ``addvideo`` refusal); ``ignore`` holds commands to treat as unknown (no reply);
+    ``options``, ``permissions``, ``banlist``, ``channel_ranks``, ``chan_log``,
+    ``search_results``, ``services``, ``stats``, ``config``; ``errors[command] = text``
+    answers ``{"success": false, "error": text}``, ``data_errors[command] = text`` a
+    failure inside ``data`` (e.g. an ``addvideo`` refusal); ``ignore`` holds commands to
+    treat as unknown (no reply);
     ``double_reply = True`` follows every answer with a second, failing one.
     ``requests`` records every decoded robot request.
     """
@@ -126,6 +127,8 @@ class FakeBridge:
         self.emotes: list[dict[str, Any]] = []
         self.motd = ""
         self.profiles: dict[str, dict[str, Any]] = {}
+        self.options: dict[str, Any] = {}
+        self.permissions: dict[str, Any] = {}
         self.banlist: Any = []
         self.channel_ranks: Any = []
         self.chan_log: Any = ""
@@ -333,6 +336,15 @@ class FakeBridge:
                     **self.profiles,
                 }
             },
+            "state.options": lambda r, a: {"options": self.options},
+            "state.permissions": lambda r, a: {"permissions": self.permissions},
+            "system.reload": lambda r, a: {
+                "success": True,
+                "message": "Configuration reloaded",
+                "changes": {},
+                "errors": [],
+            },
+            "system.shutdown": lambda r, a: self._shutdown(r),
             "addvideo": lambda r, a: self._add_video(a),
             "requestBanlist": lambda r, a: {"banlist": self.emit("banlist", self.banlist)},
             "requestChannelRanks": lambda r, a: {
@@ -364,6 +376,18 @@ class FakeBridge:
             (u for u in self.userlist if str(u.get("name", "")).lower() == name.lower()), None
         )
         return {"user": user, "profile": self.profiles.get(name) or (user or {}).get("profile")}
+
+    def _shutdown(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The bridge's answer; like the bridge, nothing shuts down before the delay."""
+        delay = request.get("delay_seconds", 0)
+        if not isinstance(delay, int | float) or not 0 <= delay <= 300:
+            raise ValueError("delay_seconds must be between 0 and 300")
+        return {
+            "success": True,
+            "message": "Shutdown initiated",
+            "delay_seconds": int(delay),
+            "reason": request.get("reason", "Remote shutdown via system.shutdown"),
+        }
 
     def _add_video(self, args: dict[str, Any]) -> dict[str, Any]:
         for key in ("type", "id"):

@@ -38,11 +38,11 @@ SAMPLES: dict[str, list[Sample]] = {
     "send_pm": [
         (("alice", "psst"), {}, {"to": "alice", "message": "psst"}),
     ],
-    "add_media": [
+    "queue_media": [
         (
             ("yt", "dQw4w9WgXcQ"),
             {},
-            {"type": "yt", "id": "dQw4w9WgXcQ", "pos": "end", "temp": False},
+            {"type": "yt", "id": "dQw4w9WgXcQ", "pos": "end", "temp": True},
         ),
         (
             ("cm", "https://example.com/manifest.json", "next", True),

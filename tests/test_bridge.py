@@ -220,19 +220,24 @@ def test_add_media_and_wait(client: KrytenClient, fake: FakeBridge) -> None:
     assert len(fake.requests) == count  # refused before sending
 
 
-def test_cytube_round_trips_return_the_payload(client: KrytenClient, fake: FakeBridge) -> None:
+def test_cytube_round_trips_return_the_envelope(client: KrytenClient, fake: FakeBridge) -> None:
+    # kryten-py's shape: the reply's data, ``{key: envelope}``; the answer is the payload.
     fake.banlist = [{"id": 7, "name": "troll", "reason": "spam", "bannedby": "alice"}]
     fake.channel_ranks = [{"name": "alice", "rank": 3}]
     fake.chan_log = {"success": True, "data": "log text"}
     fake.search_results = {"source": "yt", "results": [{"id": "abc", "type": "yt"}]}
     with client.events("banlist") as banlist_events:
-        assert client.get_banlist("lounge") == fake.banlist
+        banlist = client.get_banlist("lounge")
+        assert list(banlist) == ["banlist"]
+        assert banlist["banlist"]["payload"] == fake.banlist
+        assert banlist["banlist"]["event_name"] == "banlist"
         event = banlist_events.get(5)  # also published as an event
         assert isinstance(event, RawEvent) and event.payload == fake.banlist
-    assert client.get_channel_ranks("lounge") == fake.channel_ranks
-    assert client.get_chan_log("lounge", 20) == fake.chan_log
+    assert client.get_channel_ranks("lounge")["ranks"]["payload"] == fake.channel_ranks
+    assert client.get_chan_log("lounge", 20)["log"]["payload"] == fake.chan_log
     assert fake.requests[-1]["args"] == {"count": 20}
-    assert client.get_library_search("lounge", "cats", "yt") == fake.search_results
+    results = client.get_library_search("lounge", "cats", "yt")
+    assert results["results"]["payload"] == fake.search_results
     assert fake.requests[-1]["args"] == {"query": "cats", "source": "yt"}
     with pytest.raises(KrytenValidationError):
         client.get_chan_log("lounge", 0)
@@ -241,7 +246,7 @@ def test_cytube_round_trips_return_the_payload(client: KrytenClient, fake: FakeB
 # --- other services and the bot rank ---------------------------------------------------------
 
 
-def test_send_command_to_another_service(client: KrytenClient) -> None:
+def test_service_request_to_another_service(client: KrytenClient) -> None:
     seen: list[Any] = []
 
     def economy(msg: Message) -> None:
@@ -249,14 +254,14 @@ def test_send_command_to_another_service(client: KrytenClient) -> None:
         msg.respond({"service": "economy", "success": True, "data": {"balance": 42}})
 
     client.subscribe("kryten.economy.command", economy)
-    reply = client.send_command("economy", "balance.get", {"username": "alice"})
+    reply = client.service_request("economy", "balance.get", {"username": "alice"})
     assert reply == {"service": "economy", "success": True, "data": {"balance": 42}}
     assert seen == [{"service": "economy", "command": "balance.get", "args": {"username": "alice"}}]
     with pytest.raises(NoRespondersError, match=r"kryten\.nobody\.command"):
-        client.send_command("nobody", "x")
+        client.service_request("nobody", "x")
     client.subscribe("kryten.mute.command", lambda msg: None)
     with pytest.raises(KrytenTimeoutError, match=r"kryten\.mute\.command within 0\.3 s"):
-        client.send_command("mute", "x", timeout=SHORT)
+        client.service_request("mute", "x", timeout=SHORT)
 
 
 def test_bot_rank(shared_server: NatsServer, client: KrytenClient, fake: FakeBridge) -> None:
@@ -285,9 +290,9 @@ def test_bot_rank_refused(client: KrytenClient) -> None:
     result = client.safe_clear_playlist("odd")
     assert result == {
         "success": False,
-        "error": "rank check failed: kryten.user_level.cytu.be.odd answered without a rank: "
+        "error": "Rank check failed: kryten.user_level.cytu.be.odd answered without a rank: "
         "not logged in",
-        "rank": None,
+        "rank": 0,
     }
 
 
@@ -314,10 +319,16 @@ def test_safe_methods_are_those_of_rank_two_or_more() -> None:
 def test_safe_signature_mirrors_the_command(name: str) -> None:
     command = inspect.signature(getattr(KrytenClient, name.removeprefix("safe_")))
     safe = inspect.signature(getattr(KrytenClient, name))
+    params = list(command.parameters.values())
+    if name == "safe_unban":  # the name is looked up when not given, as for unban
+        assert params[3].name == "name" and params[3].default is None
     expected = [
-        *command.parameters.values(),
+        *params,
         inspect.Parameter(
-            "timeout", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None"
+            "check_rank", inspect.Parameter.KEYWORD_ONLY, default=True, annotation="bool"
+        ),
+        inspect.Parameter(
+            "timeout", inspect.Parameter.KEYWORD_ONLY, default=2.0, annotation="float"
         ),
     ]
     assert list(safe.parameters.values()) == expected
@@ -341,16 +352,16 @@ def test_safe_with_enough_rank_sends_the_command(
 @pytest.mark.parametrize(
     ("rank", "call", "error"),
     [
-        (1, lambda c: c.safe_set_motd("lounge", "x"), "insufficient rank: need 3, have 1"),
+        (1, lambda c: c.safe_set_motd("lounge", "x"), "Insufficient rank: need 3+, have 1"),
         (
             1.5,
             lambda c: c.safe_assign_leader("lounge", "bob"),
-            "insufficient rank: need 2, have 1.5",
+            "Insufficient rank: need 2+, have 1.5",
         ),
         (
             2,
             lambda c: c.safe_set_channel_rank("lounge", "bob", 2),
-            "insufficient rank: need 3, have 2",
+            "Insufficient rank: need 3+, have 2",
         ),
     ],
 )
@@ -358,7 +369,9 @@ def test_safe_with_too_low_a_rank(
     client: KrytenClient, fake: FakeBridge, rank: float, call: Any, error: str
 ) -> None:
     fake.rank = rank
-    assert call(client) == {"success": False, "error": error, "rank": float(rank)}
+    result = call(client)
+    assert result == {"success": False, "error": error, "rank": rank}
+    assert type(result["rank"]) is type(rank)  # as the bridge sent it
     assert no_command_sent(client, fake)
 
 
@@ -366,14 +379,14 @@ def test_safe_when_the_rank_is_unknown(client: KrytenClient, fake: FakeBridge) -
     fake.rank = None
     assert client.safe_set_motd("lounge", "x", timeout=SHORT) == {
         "success": False,
-        "error": "rank check failed: no bridge answered kryten.user_level.cytu.be.lounge "
+        "error": "Rank check failed: no bridge answered kryten.user_level.cytu.be.lounge "
         "within 0.3 s",
-        "rank": None,
+        "rank": 0,
     }
     fake.stop()
     result = client.safe_update_emote("lounge", "Kappa", "https://i.imgur.com/k.png")
     assert result["error"] == (
-        "rank check failed: no bridge is subscribed to kryten.user_level.cytu.be.lounge"
+        "Rank check failed: no bridge is subscribed to kryten.user_level.cytu.be.lounge"
     )
 
 

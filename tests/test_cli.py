@@ -125,7 +125,7 @@ def test_cmd_reads_typed_arguments_from_the_signature(
             {"options": {"allow_voteskip": False, "pagetitle": "Hi"}},
         ),
         (
-            ["add_media", "cytu.be/lounge", "yt", "abc", "--position", "next", "--temp", "true"],
+            ["queue_media", "cytu.be/lounge", "yt", "abc", "--position", "next", "--temp", "true"],
             "queue",
             {"type": "yt", "id": "abc", "pos": "next", "temp": True},
         ),
@@ -367,7 +367,7 @@ def test_help_of_every_command() -> None:
     listing = results[commands.index(["cmd"])].stdout
     for method in COMMANDS:
         assert f"\n  {method} CHANNEL" in listing, method
-    assert "add_media CHANNEL MEDIA_TYPE MEDIA_ID [--position {end,next}]" in listing
+    assert "queue_media CHANNEL MEDIA_TYPE MEDIA_ID [--position {end,next}]" in listing
     set_temp = results[commands.index(["cmd", "set_temp"])].stdout
     assert "Mark playlist item uid temporary" in set_temp
     assert "--is-temp {true,false}" in set_temp

@@ -363,13 +363,13 @@ VALIDATION_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], str]] = [
     ("send_pm", ("", "hi"), {}, "username"),
     ("send_pm", ("alice", ""), {}, "message"),
     ("send_pm", ("alice", 5), {}, "message"),
-    ("add_media", ("", "id"), {}, "media_type"),
-    ("add_media", ("yt", ""), {}, "media_id"),
-    ("add_media", ("yt", 5), {}, "media_id"),
-    ("add_media", ("yt", "id", "start"), {}, "position"),
-    ("add_media", ("yt", "id", 3), {}, "position"),
-    ("add_media", ("yt", "id", "end", "yes"), {}, "temp"),
-    ("add_media", ("yt", "id"), {"temp": 1}, "temp"),
+    ("queue_media", ("", "id"), {}, "media_type"),
+    ("queue_media", ("yt", ""), {}, "media_id"),
+    ("queue_media", ("yt", 5), {}, "media_id"),
+    ("queue_media", ("yt", "id", "start"), {}, "position"),
+    ("queue_media", ("yt", "id", 3), {}, "position"),
+    ("queue_media", ("yt", "id", "end", "yes"), {}, "temp"),
+    ("queue_media", ("yt", "id"), {"temp": 1}, "temp"),
     ("delete_media", (-1,), {}, "uid"),
     ("delete_media", ("5",), {}, "uid"),
     ("delete_media", (True,), {}, "uid"),
@@ -577,7 +577,7 @@ def test_command_guard_rejects_unknown_method() -> None:
 
 def test_make_orders_keys_as_the_protocol() -> None:
     kick = commands._make("kick_user", "lounge", None, reason="r", username="u")
-    add = commands._make("add_media", "lounge", None, temp=True, pos="end", id="i", type="yt")
+    add = commands._make("queue_media", "lounge", None, temp=True, pos="end", id="i", type="yt")
     assert list(kick.data) == ["username", "reason"]
     assert list(add.data) == ["type", "id", "pos", "temp"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from kryten_sync.config import (
     NatsConfig,
     ServiceConfig,
 )
-from kryten_sync.errors import KrytenValidationError
+from kryten_sync.errors import ConfigWarning, KrytenValidationError
 
 SECRET = "hunter2-very-secret"
 TOKEN = "tok-very-secret"
@@ -197,7 +198,9 @@ def test_server_url_credentials_masked_in_repr() -> None:
         ({"request_timeout": 0}, "request_timeout"),
         ({"handler_queue_size": 0}, "handler_queue_size"),
         ({"max_concurrent_handlers": 0}, "max_concurrent_handlers"),
-        ({"max_concurrent_handlers": 257}, "max_concurrent_handlers"),
+        ({"chat_jitter": -0.5}, "chat_jitter"),
+        ({"strict": "yes"}, "strict"),
+        ({"metrics": {"port": 1, "serve": "maybe"}}, "metrics.serve"),
         ({"handler_timeout": 0}, "handler_timeout"),
         ({"shutdown_timeout": -1}, "shutdown_timeout"),
         ({"exit_timeout": 0}, "exit_timeout"),
@@ -355,6 +358,7 @@ def test_every_problem_listed_at_once_with_source() -> None:
         "metrics": {"port": 99999},
         "log_level": "loud",
         "retry_atempts": 2,
+        "strict": True,
     }
     error = invalid(data, source="bot.yaml")
     paths = [p.split(": ", 1)[0] for p in error.problems]
@@ -379,15 +383,78 @@ def test_every_problem_listed_at_once_with_source() -> None:
 
 
 def test_unknown_key_suggests_the_nearest_setting() -> None:
-    error = invalid(minimal(nats={"servers": ["h:1"], "pasword": "x"}, log_levl="INFO", zzz=1))
+    error = invalid(
+        minimal(nats={"servers": ["h:1"], "pasword": "x"}, log_levl="INFO", zzz=1, strict=True)
+    )
     assert problem_at(error, "nats.pasword") == "unknown setting (did you mean 'password'?)"
     assert problem_at(error, "log_levl") == "unknown setting (did you mean 'log_level'?)"
     assert problem_at(error, "zzz") == "unknown setting"
 
 
 def test_unknown_key_in_list_item() -> None:
-    error = invalid(minimal(channels=[{"domain": "d", "channel": "c", "chanel": "x"}]))
+    error = invalid(minimal(channels=[{"domain": "d", "channel": "c", "chanel": "x"}], strict=True))
     assert problem_at(error, "channels[0].chanel") == "unknown setting (did you mean 'channel'?)"
+
+
+def test_unknown_keys_warn_and_are_ignored_without_strict() -> None:
+    data = minimal(
+        nats={"servers": ["h:1"], "pasword": SECRET, SECRET: 1},
+        channels=[{"domain": "d", "channel": "c", "chanel": "x"}],
+        log_levl="DEBUG",
+        zzz=1,
+    )
+    with pytest.warns(ConfigWarning) as caught:
+        cfg = KrytenConfig.from_dict(data, source="bot.yaml")
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert text.startswith("kryten-sync configuration in bot.yaml: ignored 5 unknown settings: ")
+    for line in (
+        "nats.pasword: unknown setting (did you mean 'password'?)",
+        "nats.<key not shown>: unknown setting",
+        "channels[0].chanel: unknown setting (did you mean 'channel'?)",
+        "log_levl: unknown setting (did you mean 'log_level'?)",
+        "zzz: unknown setting",
+    ):
+        assert line in text
+    assert SECRET not in text
+    assert "strict: true" in text
+    assert cfg.log_level == "INFO" and cfg.nats.password is None
+    assert caught[0].filename == __file__  # points at the caller, not into kryten_sync
+
+
+def test_a_key_that_could_be_a_secret_is_not_shown_in_errors_either() -> None:
+    error = invalid(minimal(strict=True, **{"Tok3n-AbC": 1}))
+    assert problem_at(error, "<key not shown>") == "unknown setting"
+    assert "Tok3n" not in str(error)
+
+
+def test_kryten_py_configuration_is_accepted_without_warning() -> None:
+    data = {
+        "nats": {
+            "servers": ["nats://localhost:4222"],
+            "user": "u",
+            "password": SECRET,
+            "connect_timeout": 10,
+            "reconnect_time_wait": 2,
+            "max_reconnect_attempts": -1,
+            "ping_interval": 120,
+        },
+        "channels": [{"domain": "cytu.be", "channel": "lounge"}],
+        "service": {"name": "bot", "version": "1.0.0", "heartbeat_interval": 30},
+        "metrics": {"port": 28282, "health_path": "/health", "metrics_path": "/metrics"},
+        "retry_attempts": 3,
+        "retry_delay": 1.0,
+        "handler_timeout": 30.0,
+        "max_concurrent_handlers": 1000,
+        "log_level": "INFO",
+        "chat_min_delay": 1.0,
+        "chat_jitter": 0.5,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = KrytenConfig.from_dict(data)
+    assert cfg.chat_jitter == 0.5 and cfg.max_concurrent_handlers == 1000
+    assert cfg.metrics is not None and cfg.metrics.serve is False
 
 
 def test_direct_construction_raises_kryten_validation_error() -> None:
@@ -708,8 +775,9 @@ def test_env_keys_and_non_strings_untouched(
 ) -> None:
     monkeypatch.setenv("KS_KEY", "log_level")
     with pytest.raises(KrytenValidationError) as info:
-        load_yaml(tmp_path, BASE + "${KS_KEY}: debug\n")
-    assert problem_at(info.value, "${KS_KEY}") == "unknown setting"
+        load_yaml(tmp_path, BASE + "strict: true\n${KS_KEY}: debug\n")
+    # Substituted, the key would be a valid setting and raise nothing.
+    assert problem_at(info.value, "<key not shown>") == "unknown setting"
 
 
 def test_env_malformed_reference(tmp_path: Path) -> None:

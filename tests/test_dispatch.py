@@ -254,3 +254,51 @@ def test_channel_statuses_count_per_token(count: int) -> None:
     statuses = dispatcher.channel_statuses()
     assert [s.received for s in statuses] == [count, count]
     assert dispatcher.health(link).events_received == count  # type: ignore[arg-type]
+
+
+def test_concurrent_pool_starts_threads_only_as_calls_need_them() -> None:
+    from kryten_sync._core.workers import ConcurrentPool
+
+    pool = ConcurrentPool(1000, 100)
+    assert pool.threads == []  # nothing started for a large maximum
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def blocking(stats: Any) -> None:
+        started.release()
+        release.wait(5)
+
+    try:
+        for _ in range(3):
+            pool.submit(blocking)
+            assert started.acquire(timeout=5)
+        assert len(pool.threads) == 3  # three calls at once, three threads
+        release.set()
+        done = threading.Event()
+        for _ in range(20):  # sequential calls reuse the idle threads
+            done.clear()
+            pool.submit(lambda stats: done.set())
+            assert done.wait(5)
+        assert len(pool.threads) <= 4
+    finally:
+        release.set()
+        pool.close()
+    for thread in pool.threads:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_concurrent_pool_never_exceeds_its_size() -> None:
+    from kryten_sync._core.workers import ConcurrentPool
+
+    pool = ConcurrentPool(2, 100)
+    release = threading.Event()
+    try:
+        for _ in range(6):
+            pool.submit(lambda stats: release.wait(5))
+        assert len(pool.threads) == 2
+    finally:
+        release.set()
+        pool.close()
+    for thread in pool.threads:
+        thread.join(5)

@@ -65,7 +65,7 @@ def body(action: Any, data: Any, **extra: Any) -> bytes:
 
 def test_records_commands(client: KrytenClient, fake: FakeBridge) -> None:
     chat_id = client.send_chat("lounge", "hello")
-    queue_id = client.add_media("Lounge", "yt", "abc", "next")
+    queue_id = client.queue_media("Lounge", "yt", "abc", "next")
     chat = fake.wait_for_command()
     queued = fake.wait_for_command()
     assert chat == ReceivedCommand(
@@ -78,7 +78,12 @@ def test_records_commands(client: KrytenClient, fake: FakeBridge) -> None:
         "queue",
         queue_id,
     )
-    assert queued.data == {"type": "yt", "id": "abc", "pos": "next", "temp": False}
+    assert queued.data == {
+        "type": "yt",
+        "id": "abc",
+        "pos": "next",
+        "temp": True,
+    }  # queue_media: temp by default
     assert queued.problems == []
     assert fake.commands == [chat, queued]
 

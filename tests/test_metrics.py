@@ -80,7 +80,7 @@ def test_health_follows_the_nats_connection(nats_server: NatsServer) -> None:
         nats_server.url,
         service={"name": "probe", "enable_heartbeat": False},
         nats={"servers": [nats_server.url], "reconnect_time_wait": 0.1},
-        metrics={"port": 0},
+        metrics={"port": 0, "serve": True},
     )
     with KrytenClient(cfg) as client:
         status, body = health(client)
@@ -109,7 +109,7 @@ def test_health_follows_the_nats_connection(nats_server: NatsServer) -> None:
 
 def test_health_checks(shared_server: NatsServer) -> None:
     state = {"db": True}
-    with KrytenClient(make_config(shared_server.url, metrics={"port": 0})) as client:
+    with KrytenClient(make_config(shared_server.url, metrics={"port": 0, "serve": True})) as client:
         client.add_health_check("db", lambda: state["db"])
         client.add_health_check("queue", lambda: {"healthy": True, "lag": 3})
         status, body = health(client)
@@ -153,7 +153,7 @@ def test_metrics_counters_after_events_and_commands(shared_server: NatsServer, t
         if event.message == "boom":
             raise ValueError("handler bug")
 
-    cfg = make_config(shared_server.url, metrics={"port": 0})
+    cfg = make_config(shared_server.url, metrics={"port": 0, "serve": True})
     cfg["channels"].append({"domain": "cytu.be", "channel": "Other Room"})
     with KrytenClient(cfg) as client:
         client.on("chatMsg", handler=on_chat)
@@ -169,7 +169,7 @@ def test_metrics_counters_after_events_and_commands(shared_server: NatsServer, t
         )
         client.send_chat("lounge", "one")
         client.send_chat("lounge", "two")
-        client.add_media("lounge", "yt", "dQw4w9WgXcQ")
+        client.queue_media("lounge", "yt", "dQw4w9WgXcQ")
         client.publish("custom.subject", {"x": 1})
         client.flush()
         wait_until(
@@ -206,8 +206,8 @@ def test_metrics_counters_after_events_and_commands(shared_server: NatsServer, t
 
 
 def test_private_registries_and_user_collectors(shared_server: NatsServer) -> None:
-    a = KrytenClient(make_config(shared_server.url, metrics={"port": 0}))
-    b = KrytenClient(make_config(shared_server.url, metrics={"port": 0}))
+    a = KrytenClient(make_config(shared_server.url, metrics={"port": 0, "serve": True}))
+    b = KrytenClient(make_config(shared_server.url, metrics={"port": 0, "serve": True}))
     assert a.metrics_registry is not b.metrics_registry
     jobs = Counter("mybot_jobs", "Jobs done", registry=a.metrics_registry)
     with a, b:
@@ -223,7 +223,7 @@ def test_private_registries_and_user_collectors(shared_server: NatsServer) -> No
 
 
 def test_openmetrics_on_request(shared_server: NatsServer) -> None:
-    with KrytenClient(make_config(shared_server.url, metrics={"port": 0})) as client:
+    with KrytenClient(make_config(shared_server.url, metrics={"port": 0, "serve": True})) as client:
         assert client.metrics_url is not None
         req = urllib.request.Request(
             client.metrics_url, headers={"Accept": "application/openmetrics-text"}
@@ -245,7 +245,8 @@ def test_separate_ports_from_service_config(shared_server: NatsServer) -> None:
         "metrics_path": "/prom",
         "enable_heartbeat": False,
     }
-    with KrytenClient(make_config(shared_server.url, service=service)) as client:
+    cfg = make_config(shared_server.url, service=service, metrics={"serve": True})
+    with KrytenClient(cfg) as client:
         assert client.metrics_url == f"http://127.0.0.1:{metrics_port}/prom"
         assert get(f"http://127.0.0.1:{health_port}/health")[0] == 200
         assert get(f"http://127.0.0.1:{metrics_port}/prom")[0] == 200
@@ -255,7 +256,9 @@ def test_separate_ports_from_service_config(shared_server: NatsServer) -> None:
 
 def test_disconnect_leaves_no_thread_or_socket(shared_server: NatsServer) -> None:
     cfg = make_config(
-        shared_server.url, service={"name": "tidy", "heartbeat_interval": 0.05}, metrics={"port": 0}
+        shared_server.url,
+        service={"name": "tidy", "heartbeat_interval": 0.05},
+        metrics={"port": 0, "serve": True},
     )
     with KrytenClient(cfg) as warm:  # imports and first-use allocations
         scrape(warm)
@@ -301,7 +304,7 @@ def test_disconnect_leaves_no_thread_or_socket(shared_server: NatsServer) -> Non
 
 
 def test_listener_closes_itself_when_the_loop_dies(shared_server: NatsServer) -> None:
-    client = KrytenClient(make_config(shared_server.url, metrics={"port": 0}))
+    client = KrytenClient(make_config(shared_server.url, metrics={"port": 0, "serve": True}))
     client.connect()
     try:
         assert client._conn is not None and client.health_url is not None
@@ -327,7 +330,8 @@ def test_port_in_use_fails_connect_with_reason(shared_server: NatsServer) -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        client = KrytenClient(make_config(shared_server.url, metrics={"port": port}))
+        cfg = make_config(shared_server.url, metrics={"port": port, "serve": True})
+        client = KrytenClient(cfg)
         with pytest.raises(KrytenError, match=rf"127\.0\.0\.1:{port}.*in use") as info:
             client.connect()
         assert isinstance(info.value.__cause__, OSError)
@@ -338,12 +342,41 @@ def test_config_errors_at_construction(shared_server: NatsServer) -> None:
     with pytest.raises(KrytenValidationError, match="different paths"):
         KrytenClient(
             make_config(
-                shared_server.url, metrics={"port": 0, "health_path": "/x", "metrics_path": "/x"}
+                shared_server.url,
+                metrics={"port": 0, "health_path": "/x", "metrics_path": "/x", "serve": True},
             )
         )
+    with pytest.raises(KrytenValidationError, match="no port is configured"):
+        KrytenClient(make_config(shared_server.url, metrics={"serve": True}))
     # Without any endpoint configured nothing listens and the URLs are None.
     with KrytenClient(make_config(shared_server.url, service={"name": "nohttp"})) as client:
         assert client.health_url is None and client.metrics_url is None
+
+
+def test_metrics_section_alone_binds_nothing_and_needs_no_prometheus(
+    shared_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kryten-py's behaviour: the section names the bot's own endpoints, which the bot may
+    # serve itself on that very port; they are only advertised.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = make_config(shared_server.url, service={"name": "own-server"}, metrics={"port": port})
+        t = Tap(shared_server.url, "kryten.lifecycle.own-server.startup")
+        try:
+            with KrytenClient(cfg) as client:
+                assert client.health_url is None and client.metrics_url is None
+                startup = t.wait("kryten.lifecycle.own-server.startup")[0]
+        finally:
+            t.close()
+    assert startup["metadata"]["endpoints"] == {
+        "health": {"port": port, "path": "/health"},
+        "metrics": {"port": port, "path": "/metrics"},
+    }
 
 
 def test_missing_prometheus_client_names_the_extra(
@@ -353,9 +386,13 @@ def test_missing_prometheus_client_names_the_extra(
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"pip install 'kryten-sync\[metrics\]'"):
-        KrytenClient(make_config(shared_server.url, metrics={"port": 0}))
+        KrytenClient(make_config(shared_server.url, metrics={"port": 0, "serve": True}))
     # A health endpoint alone does not need it.
-    cfg = make_config(shared_server.url, service={"name": "h", "health_port": free_port()})
+    cfg = make_config(
+        shared_server.url,
+        service={"name": "h", "health_port": free_port()},
+        metrics={"serve": True},
+    )
     with KrytenClient(cfg) as client:
         assert client.metrics_url is None
         assert health(client)[0] == 200

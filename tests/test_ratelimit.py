@@ -181,3 +181,35 @@ def test_real_clock_eight_threads() -> None:
     assert 6 * interval - 0.01 <= elapsed < 0.6
     sent.sort()
     assert sent[-1] - sent[0] >= 6 * interval - 0.01
+
+
+def test_jitter_is_added_to_each_spacing_not_to_the_burst() -> None:
+    t = FakeTime()
+    draws = iter([0.0, 1.0, 0.5, 0.25, 0.0])
+    limiter = RateLimiter(
+        2, 1.0, jitter=0.5, clock=t.clock, sleep=t.sleep, uniform=lambda: next(draws)
+    )
+    waits = [limiter.acquire() for _ in range(5)]
+    # Burst of 2 at once; then each message waits 1.0 s plus jitter * (the draw of the
+    # reservation before it): draws 1.0, 0.5, 0.25 after the second message.
+    assert waits[:2] == [0.0, 0.0]
+    assert waits[2:] == pytest.approx([1.5, 1.25, 1.125])
+    assert limiter.jitter == 0.5
+
+
+def test_jitter_alone_paces_and_both_zero_turn_the_limiter_off() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(1, 0, jitter=0.4, clock=t.clock, sleep=t.sleep, uniform=lambda: 1.0)
+    assert limiter.enabled
+    assert [limiter.acquire() for _ in range(3)] == pytest.approx([0.0, 0.4, 0.4])
+    assert not RateLimiter(1, 0, jitter=0).enabled
+    with pytest.raises(KrytenValidationError, match="jitter"):
+        RateLimiter(1, 1.0, jitter=-0.1)
+
+
+def test_real_uniform_jitter_stays_within_bounds() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(1, 0.1, jitter=0.2, clock=t.clock, sleep=t.sleep)
+    waits = [limiter.acquire() for _ in range(200)][1:]
+    assert all(0.1 <= w <= 0.3 + 1e-9 for w in waits)
+    assert max(waits) - min(waits) > 0.1  # it really varies

@@ -104,7 +104,9 @@ def test_startup_heartbeats_shutdown_exact_payloads(
     before = kryten_threads()
     t = tap()
     service = {"name": "DJ Bot", "version": "2.3.4", "heartbeat_interval": 0.2}
-    client = KrytenClient(make_config(shared_server.url, service=service, metrics={"port": 0}))
+    client = KrytenClient(
+        make_config(shared_server.url, service=service, metrics={"port": 0, "serve": True})
+    )
     client.lifecycle.set_metadata(role="dj", shards=[1, 2])
     client.connect()
     try:
@@ -194,7 +196,8 @@ def test_service_endpoints_from_service_ports(
         "enable_heartbeat": False,
     }
     t = tap()
-    with KrytenClient(make_config(shared_server.url, service=service)) as client:
+    cfg = make_config(shared_server.url, service=service, metrics={"serve": True})
+    with KrytenClient(cfg) as client:
         startup = t.wait("kryten.lifecycle.ports.startup")[0]
         assert client.health_url == f"http://127.0.0.1:{health_port}/healthz"
         assert client.metrics_url == f"http://127.0.0.1:{metrics_port}/metrics"
@@ -387,7 +390,9 @@ def test_client_dropped_while_connected_announces_its_shutdown(
 ) -> None:
     t = tap()
     client = KrytenClient(
-        make_config(shared_server.url, service={"name": "dropped"}, metrics={"port": 0})
+        make_config(
+            shared_server.url, service={"name": "dropped"}, metrics={"port": 0, "serve": True}
+        )
     )
     client.connect()
     t.wait("kryten.lifecycle.dropped.startup")

@@ -168,7 +168,7 @@ def test_state_as_the_bridge_writes_it(client: KrytenClient, shared_server: Nats
     )
     assert (media.current_time, media.paused) == (0.0, False)
     assert media.model_extra == {"duration": "03:33"}  # extra keys kept, not an error
-    assert client.get_state_current_uid(channel) == 41
+    assert client.get_state_current_uid(channel) == "41"  # a str, as kryten-py
 
     users = client.get_state_userlist(channel)
     assert all(isinstance(u, ChannelUser) for u in users)
@@ -212,21 +212,21 @@ def test_current_uid_works_around_a_stale_uid(
     bridge_write(shared_server.url, channel, items=bf.PLAYLIST, current=stale)
     media = client.get_state_current_media(channel)
     assert media is not None and media.uid == 41  # as stored
-    assert client.get_state_current_uid(channel) == 42  # as it really is
+    assert client.get_state_current_uid(channel) == "42"  # as it really is
 
     # The same media queued twice: the stored uid wins when it is one of them.
     twice = [*copy.deepcopy(bf.PLAYLIST), {**copy.deepcopy(bf.PLAYLIST[1]), "uid": 50}]
     bridge_write(shared_server.url, channel, items=twice, current={**stale, "uid": 50})
-    assert client.get_state_current_uid(channel) == 50
+    assert client.get_state_current_uid(channel) == "50"
     bridge_write(shared_server.url, channel, current={**stale, "uid": 41})
-    assert client.get_state_current_uid(channel) == 42  # first match
+    assert client.get_state_current_uid(channel) == "42"  # first match
 
     # Not in the playlist: unknown. No playlist at all: the stored uid is all there is.
     bridge_write(shared_server.url, channel, current={**stale, "id": "elsewhere"})
     assert client.get_state_current_uid(channel) is None
     other = new_channel()
     bridge_write(shared_server.url, other, current={**stale, "uid": 7})
-    assert client.get_state_current_uid(other) == 7
+    assert client.get_state_current_uid(other) == "7"
     bridge_write(shared_server.url, other, current={k: v for k, v in stale.items() if k != "uid"})
     assert client.get_state_current_uid(other) is None
 

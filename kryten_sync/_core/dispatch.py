@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +134,15 @@ class Dispatcher(Feature):
     # -- a channel's worker ------------------------------------------------------------
 
     def _process_event(self, source: Source, data: bytes) -> None:
-        """Decode one bridge event and run its handlers (on the channel's worker)."""
+        """Decode one bridge event and run its handlers (on the channel's worker); timed
+        for ``health().avg_event_latency_ms``."""
+        start = time.perf_counter()
+        self._route(source, data)
+        stats = source.stats
+        stats.event_seconds += time.perf_counter() - start
+        stats.last_event = time.time()
+
+    def _route(self, source: Source, data: bytes) -> None:
         link = self._link
         if link is None:
             return
@@ -195,18 +204,31 @@ class Dispatcher(Feature):
     def channel_statuses(self) -> list[ChannelStatus]:
         """The configured channels with their delivery counters."""
         sources = self.channel_sources
+        link = self._link
+        subscribed = link is not None and link.is_connected
         result = []
         for cfg in self.config.channels:
             token = normalize_token(cfg.channel)
-            result.append(ChannelStatus.of(cfg.domain, cfg.channel, token, sources.get(token)))
+            source = sources.get(token)
+            result.append(
+                ChannelStatus.of(
+                    cfg.domain, cfg.channel, token, source, subscribed and source is not None
+                )
+            )
         return result
+
+    def handlers_registered(self) -> int:
+        """How many ``on()`` registrations there are (event streams not counted)."""
+        return sum(not h.consumer for h in self.registry.handlers)
 
     def health(self, link: Link | None) -> HealthStatus:
         """A snapshot of the connection state and the counters."""
         channels = self.channel_statuses()
+        registered = self.handlers_registered()
         if link is None:
-            return HealthStatus.disconnected(channels)
-        return HealthStatus.of(link, channels, self.handler_stats(link))
+            return HealthStatus.disconnected(channels, registered)
+        sources = [source.stats for source in list(self.channel_sources.values())]
+        return HealthStatus.of(link, channels, self.handler_stats(link), sources, registered)
 
 
 def _msg_data(msg: Any) -> bytes:

@@ -140,37 +140,66 @@ async def _join_thread(thread: threading.Thread, timeout: float) -> None:
 
 class ConcurrentPool:
     """Daemon threads for ``concurrent=True`` handlers: bounded, no order, and never
-    holding interpreter exit (unlike a ThreadPoolExecutor). Each thread owns its stats."""
+    holding interpreter exit (unlike a ThreadPoolExecutor). Each thread owns its stats.
+
+    Threads are started as calls need them (a call finding no idle thread starts one,
+    up to ``size``) and stay until :meth:`close`, so a large ``size`` costs nothing until
+    that many handlers really run at once.
+    """
 
     def __init__(self, size: int, maxsize: int) -> None:
+        self._size = size
         self._queue: queue.Queue[Callable[[HandlerStats], None]] = queue.Queue(maxsize)
-        self.stats = [HandlerStats() for _ in range(size)]
-        self.threads = [
-            threading.Thread(
-                target=self._loop,
-                args=(stats,),
-                name=f"kryten-sync-pool-{next(_worker_ids)}",
-                daemon=True,
-            )
-            for stats in self.stats
-        ]
-        for thread in self.threads:
-            thread.start()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call
+        self._waiting = 0  # calls submitted and not yet taken by a thread
+        self._closed = False
+        self.stats: list[HandlerStats] = []  # appended only, under the lock
+        self.threads: list[threading.Thread] = []
+
+    def _grow(self) -> None:
+        """Start one more thread when the idle ones cannot take every waiting call (under
+        the lock; both counts change there, so no call is left without a thread)."""
+        if self._closed or len(self.threads) >= self._size or self._idle >= self._waiting:
+            return
+        stats = HandlerStats()
+        thread = threading.Thread(
+            target=self._loop,
+            args=(stats,),
+            name=f"kryten-sync-pool-{next(_worker_ids)}",
+            daemon=True,
+        )
+        self.stats.append(stats)
+        self.threads.append(thread)
+        self._idle += 1  # counted before it runs: the next submit must not start another
+        thread.start()
 
     def _loop(self, stats: HandlerStats) -> None:
         while True:
             job = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                if job is not _STOP:
+                    self._waiting -= 1
             if job is _STOP:
                 return
             job(stats)
+            with self._lock:
+                self._idle += 1
 
     def submit(self, job: Callable[[HandlerStats], None]) -> None:
         """Queue one call; blocks the (worker) caller while the pool is saturated."""
+        with self._lock:
+            self._waiting += 1
+            self._grow()
         self._queue.put(job)
 
     def close(self) -> None:
         """End the threads once the queued calls have run."""
-        for _ in self.threads:
+        with self._lock:
+            self._closed = True
+            count = len(self.threads)
+        for _ in range(count):
             try:
                 self._queue.put_nowait(_STOP)
             except queue.Full:  # stuck handlers: the daemon threads are abandoned

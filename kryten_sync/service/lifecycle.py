@@ -151,15 +151,27 @@ class ServiceLifecycle(Feature):
         """A copy of the user metadata set with :meth:`set_metadata`."""
         return dict(self._metadata)
 
-    def set_metadata(self, **values: Any) -> None:
-        """Merge ``values`` into the ``metadata`` of later lifecycle messages.
+    @property
+    def is_running(self) -> bool:
+        """True while connected and announcing a service (kryten-py's name)."""
+        return self._link is not None and self.service is not None
+
+    def set_metadata(self, key: str | None = None, value: Any = None, /, **values: Any) -> None:
+        """Merge ``values`` (and ``key: value``, kryten-py's form) into the ``metadata``
+        of later lifecycle messages.
 
         Values must be JSON-serialisable (checked here). A user ``endpoints`` key replaces
         the endpoints computed from the health/metrics configuration.
         """
-        encode_payload(values, "set_metadata(): values")  # JSON-serialisable, or raise
+        if key is not None:
+            values = {key: value, **values}
+        self.update_metadata(values)
+
+    def update_metadata(self, data: dict[str, Any]) -> None:
+        """Merge ``data`` into the metadata (kryten-py's form of :meth:`set_metadata`)."""
+        encode_payload(dict(data), "set_metadata(): values")  # JSON-serialisable, or raise
         with self._lock:
-            self._metadata = {**self._metadata, **values}
+            self._metadata = {**self._metadata, **data}
 
     def on_group_restart(self, callback: RestartCallback) -> RestartCallback:
         """Call ``callback(notice)`` on a worker thread for every message on
@@ -170,6 +182,10 @@ class ServiceLifecycle(Feature):
         with self._lock:
             self._restart_callbacks = (*self._restart_callbacks, callback)
         return callback
+
+    def on_restart_notice(self, callback: RestartCallback) -> RestartCallback:
+        """kryten-py's name of :meth:`on_group_restart`."""
+        return self.on_group_restart(callback)
 
     def publish_group_restart(self, reason: str, delay_seconds: float = 5) -> None:
         """Ask every Kryten service to restart in ``delay_seconds`` (fire and forget)."""

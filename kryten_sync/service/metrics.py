@@ -1,10 +1,13 @@
 """Health and Prometheus metrics over HTTP.
 
-When ``config.metrics`` is set (or ``service.health_port`` / ``service.metrics_port``), a
-small threaded HTTP server serves ``/health`` (JSON: 200 while the NATS connection is up
-and every user health check passes, 503 otherwise) and ``/metrics`` (Prometheus text
-exposition through the optional ``prometheus_client``: ``pip install
-'kryten-sync[metrics]'``), from a private ``CollectorRegistry`` per client.
+With ``metrics.serve: true``, a small threaded HTTP server serves ``/health`` (JSON: 200
+while the NATS connection is up and every user health check passes, 503 otherwise) and
+``/metrics`` (Prometheus text exposition through the optional ``prometheus_client``:
+``pip install 'kryten-sync[metrics]'``), from a private ``CollectorRegistry`` per client.
+Without it (kryten-py's behaviour) the configured endpoints are only advertised in the
+lifecycle messages: nothing is bound and prometheus_client is not needed, so a bot that
+serves that port itself (its own server, reading ``client.health()`` and
+``client.metrics_registry``) shares it without conflict.
 
 Where each endpoint listens: ``service.health_port``/``health_path`` when set, otherwise
 ``metrics.port``/``metrics.health_path`` (the same for metrics). Endpoints on the same
@@ -81,15 +84,16 @@ class Endpoint:
 def plan_endpoints(config: KrytenConfig) -> list[Endpoint]:
     """The endpoints to serve: ``service.*_port`` when set, else from ``metrics``."""
     service, metrics = config.service, config.metrics
+    port = metrics.port if metrics is not None else None
     found: list[Endpoint] = []
     if service is not None and service.health_port is not None:
         found.append(Endpoint("health", service.health_port, service.health_path))
-    elif metrics is not None:
-        found.append(Endpoint("health", metrics.port, metrics.health_path))
+    elif metrics is not None and port is not None:
+        found.append(Endpoint("health", port, metrics.health_path))
     if service is not None and service.metrics_port is not None:
         found.append(Endpoint("metrics", service.metrics_port, service.metrics_path))
-    elif metrics is not None:
-        found.append(Endpoint("metrics", metrics.port, metrics.metrics_path))
+    elif metrics is not None and port is not None:
+        found.append(Endpoint("metrics", port, metrics.metrics_path))
     if len(found) == 2 and found[0].port == found[1].port and found[0].path == found[1].path:
         raise KrytenValidationError(
             f"the health and metrics endpoints both use {found[0].path!r} on port "
@@ -390,7 +394,7 @@ def _url_host(host: str) -> str:
 
 class Metrics(Feature):
     """The health/metrics feature: serves ``/health`` and ``/metrics`` while connected,
-    when configured (see the module docstring); holds the client's health checks and
+    when ``metrics.serve`` is true (see the module docstring); holds the client's health checks and
     metrics registry. Plug it in before the lifecycle feature: the startup message
     advertises the ports bound here."""
 
@@ -405,6 +409,12 @@ class Metrics(Feature):
         self.logger = logger
         self.dispatcher = dispatcher
         self.planned = plan_endpoints(config)
+        self.serving = config.metrics is not None and config.metrics.serve
+        if self.serving and not self.planned:
+            raise KrytenValidationError(
+                "metrics.serve is true but no port is configured: set metrics.port, or "
+                "service.health_port / service.metrics_port"
+            )
         self.host = config.metrics.host if config.metrics is not None else "127.0.0.1"
         self._lock = threading.Lock()
         self._checks: dict[str, HealthCheck] = {}  # replaced, never mutated
@@ -412,7 +422,7 @@ class Metrics(Feature):
         self.link: Link | None = None  # the current connection
         self._servers: list[Listener] = []  # loop-owned, replaced
         self._bound: dict[str, tuple[int, str]] = {}  # kind -> (port, path), replaced
-        if any(e.kind == "metrics" for e in self.planned):
+        if self.serving and any(e.kind == "metrics" for e in self.planned):
             self.registry  # noqa: B018 - fail at construction if prometheus_client is missing
 
     # -- user API (any thread) -----------------------------------------------------------
@@ -516,7 +526,7 @@ class Metrics(Feature):
 
     async def on_open(self, link: Link) -> None:
         self.link = link
-        if not self.planned:
+        if not self.serving:
             return
         routes: dict[int, dict[str, str]] = {}
         for endpoint in self.planned:

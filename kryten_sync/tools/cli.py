@@ -220,7 +220,7 @@ class _Method:
         return self.spec.method
 
     def synopsis(self) -> str:
-        """``add_media CHANNEL MEDIA_TYPE MEDIA_ID [--position {end,next}] ...``"""
+        """``queue_media CHANNEL MEDIA_TYPE MEDIA_ID [--position {end,next}] ...``"""
         parts = [self.name, "CHANNEL"]
         for p in self.params:
             parts.append(p.name.upper() if p.required else f"[{p.flag} {p.type.metavar}]")
@@ -267,7 +267,7 @@ examples:
   kryten-sync tail lounge                          # print lounge's events until Ctrl-C
   kryten-sync tail lounge --event chatMsg --json   # chat only, as JSON lines
   kryten-sync send lounge "hello from the shell"
-  kryten-sync cmd add_media lounge yt dQw4w9WgXcQ --temp true
+  kryten-sync cmd queue_media lounge yt dQw4w9WgXcQ --temp true
   kryten-sync cmd --help                           # every command method
   kryten-sync --channel cytu.be/lounge ping
 
@@ -609,10 +609,11 @@ def _cmd_cmd(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     channel = _channel_name(args.target) if args.target else None
     with _connected(args, args.target, need_channel=True) as client:
+        timeout = client.config.request_timeout  # --request-timeout
         if args.command == "ping":
-            result = client.ping(channel=channel)
+            result = client.ping(timeout, channel=channel)
         else:
-            result = client.get_services(channel=channel)
+            result = client.get_services(timeout, channel=channel)
     _print_json(result)
     return EXIT_OK
 
@@ -640,7 +641,7 @@ def _cmd_kv(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     try:
-        KrytenConfig.from_file(args.file)
+        KrytenConfig.from_file(args.file, strict=True)  # a check reports unknown keys too
     except KrytenValidationError as exc:
         for problem in exc.problems:
             print(f"{args.file}: {problem}", flush=True)

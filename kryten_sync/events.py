@@ -239,8 +239,9 @@ class MotdEvent(TypedEvent):
     """HTML (may be empty)."""
 
 
-class _CyTubeModel(BaseModel):
-    # Unknown keys are kept (``model.model_extra``, or as attributes), never an error.
+class _CyTubeModel(MappingAccess):
+    # Unknown keys are kept (``model.model_extra``, or as attributes), never an error; the
+    # model reads like the dict it came from (``user["name"]``), as kryten-py's dicts do.
     model_config = ConfigDict(
         frozen=True, extra="allow", populate_by_name=True, use_attribute_docstrings=True
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -53,37 +53,29 @@ def raw_messages(client: KrytenClient, subject: str) -> list[Message]:
 # --- run() and stop() --------------------------------------------------------------------
 
 
+def run_until_stopped(client: KrytenClient, main: Callable[[], None], why: str) -> None:
+    """Run ``main`` (which calls run()) on a thread: it must block until stop()."""
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (main(), done.set()), daemon=True)
+    thread.start()
+    assert not done.wait(0.5), why
+    client.stop()
+    assert done.wait(5)
+    thread.join(5)
+
+
 def test_run_after_stop_runs_until_the_next_stop(client: KrytenClient) -> None:
     for _ in range(2):  # the second run() used to return at once
-        done = threading.Event()
-
-        def run(done: threading.Event = done) -> None:
-            client.run()
-            done.set()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        assert not done.wait(0.5), "run() returned without a stop()"
-        client.stop()
-        assert done.wait(5)
-        thread.join(5)
+        run_until_stopped(client, client.run, "run() returned without a stop()")
     assert client.is_connected  # stop() ends run(), not the connection
 
 
 def test_stop_before_run_on_the_same_thread_is_not_carried_over(client: KrytenClient) -> None:
-    done = threading.Event()
-
     def main() -> None:
         client.stop()  # nothing is running: a no-op, as in kryten-py
         client.run()
-        done.set()
 
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert not done.wait(0.5), "a stop() made before run() ended it"
-    client.stop()
-    assert done.wait(5)
-    thread.join(5)
+    run_until_stopped(client, main, "a stop() made before run() ended it")
 
 
 def test_stop_from_a_handler_just_before_run_ends_it(

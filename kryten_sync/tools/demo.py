@@ -33,7 +33,7 @@ CHANNEL = "kryten-sync-demo"
 # --------------------------------------------------------------------------- the bot
 # The example: a bot using nothing but the public API. Handlers are plain functions; for
 # one channel they run one at a time, in the order the events arrived, on a worker thread
-# of their own, and may call any client method (send_chat, add_media, ...).
+# of their own, and may call any client method (send_chat, queue_media, ...).
 
 _DICE = re.compile(r"(\d{1,2})d(\d{1,4})")
 
@@ -71,7 +71,7 @@ def make_bot(nats_url: str, channel: str = CHANNEL) -> KrytenClient:
             media = now_playing.get("current")
             reply = f"now playing: {media.title}" if media else "nothing is playing"
         elif command == "!queue" and arg:
-            bot.add_media(event.channel, "yt", arg)
+            bot.queue_media(event.channel, "yt", arg)
             reply = f"queued {arg}"
         elif command == "!queue":
             reply = "usage: !queue <youtube id>"

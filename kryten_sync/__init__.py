@@ -6,7 +6,9 @@ from .commands import COMMANDS, CommandSpec
 from .config import ChannelConfig, KrytenConfig, MetricsConfig, NatsConfig, ServiceConfig
 from .errors import (
     ClientClosedError,
+    ConfigWarning,
     ForkedProcessError,
+    HandlerError,
     KrytenConnectionError,
     KrytenError,
     KrytenTimeoutError,
@@ -56,7 +58,7 @@ from .raw import Message, Subscription
 from .service.lifecycle_events import LifecycleEventPublisher
 from .service.metrics_server import BaseMetricsServer, SimpleMetricsServer
 from .state import ChannelUser, CurrentMedia, Emote, UserMeta, UserProfile
-from .stats import ChannelStatus, HealthStatus
+from .stats import ChannelInfo, ChannelStatus, HealthStatus
 from .streams import EventStream
 from .testing import MockKrytenClient
 
@@ -70,16 +72,19 @@ __all__ = [
     "BucketNotFoundError",
     "ChangeMediaEvent",
     "ChannelConfig",
+    "ChannelInfo",
     "ChannelStatus",
     "ChannelUser",
     "ChatMessageEvent",
     "ClientClosedError",
     "CommandSpec",
+    "ConfigWarning",
     "CurrentMedia",
     "Emote",
     "Event",
     "EventStream",
     "ForkedProcessError",
+    "HandlerError",
     "HealthStatus",
     "KeyValueError",
     "KeyValueStore",

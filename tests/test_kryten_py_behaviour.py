@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import kryten_sync
 from kryten_sync import KrytenClient
 from kryten_sync.errors import (
     BridgeError,
@@ -303,6 +304,8 @@ def test_bridge_failures_are_value_errors(client: KrytenClient, fake: FakeBridge
         client.get_version()
     assert issubclass(BridgeError, ValueError) and issubclass(BridgeError, KrytenError)
     assert issubclass(HandlerError, KrytenError)
+    for name in ("HandlerError", "ChannelInfo", "BridgeError", "PublishError"):  # kryten-py's
+        assert name in kryten_sync.__all__
 
 
 # --- emotes ------------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ from .errors import (
     LoopDiedError,
     NotConnectedError,
 )
-from .raw import encode_json, encode_payload
+from .kv_store import DEFAULT_MAX_VALUE_SIZE, encode_value
+from .raw import encode_json
 from .stats import HandlerStats
 
 if TYPE_CHECKING:
@@ -195,22 +196,17 @@ def _differences(
     return diffs
 
 
-#: kryten-py's default ``max_value_size`` of a bucket it creates (1 MiB).
-DEFAULT_MAX_VALUE_SIZE = 1024 * 1024
-
-
 def kv_value(value: Any, as_json: bool, where: str) -> bytes:
-    """The bytes ``kv_put`` stores, by kryten-py's rules: any JSON value as JSON with
-    ``as_json``; a str as UTF-8; bytes as they are; a number (bool included) as
-    ``str(value)`` (``42`` -> ``b"42"``). Unlike kryten-py, a dict or list is stored as
-    JSON even without ``as_json``, and other values (None, tuples, objects) are refused:
-    kryten-py would store their Python repr, which no reader can parse."""
+    """The bytes the client's ``kv_put`` stores: kryten-py's rules
+    (:func:`~kryten_sync.kv_store.encode_value`: any JSON value as JSON with ``as_json``, a
+    str as UTF-8, bytes as they are, a number as ``str(value)``), except that a dict or
+    list is stored as JSON even without ``as_json``, and other values (None, tuples,
+    objects) are refused: kryten-py would store their Python repr, which no reader can
+    parse."""
     if as_json or isinstance(value, dict | list):
         return encode_json(value, where)
-    if isinstance(value, bytes | bytearray | memoryview | str):
-        return encode_payload(value, where)
-    if isinstance(value, int | float):
-        return str(value).encode("utf-8")
+    if isinstance(value, bytes | bytearray | memoryview | str | int | float):
+        return encode_value(bytes(value) if isinstance(value, bytearray | memoryview) else value)
     raise KrytenValidationError(
         f"{where} must be bytes, str, a number, or a dict or list (stored as JSON), got "
         f"{type(value).__name__}; pass as_json=True to store any JSON value"

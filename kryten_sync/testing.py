@@ -758,25 +758,34 @@ class MockKrytenClient(KrytenClient):
                 bucket = self._memory_buckets[bucket_name] = MemoryBucket(bucket_name)
             return bucket
 
-    def get_kv_bucket(self, bucket_name: str) -> MemoryBucket:
+    def get_kv_bucket(self, bucket_name: str) -> MemoryBucket:  # type: ignore[override]
         """The in-memory bucket ``bucket_name``."""
         return self._memory_bucket(bucket_name)
 
-    def get_or_create_kv_bucket(
+    def get_or_create_kv_bucket(  # type: ignore[override]
         self,
         bucket_name: str,
         description: str | None = None,
         max_value_size: int = kv_store.DEFAULT_MAX_VALUE_SIZE,
+        *,
+        history: int | None = None,
+        ttl: float | None = None,
     ) -> MemoryBucket:
-        """The in-memory bucket ``bucket_name`` (``description`` and ``max_value_size``
-        are accepted and not used)."""
+        """The in-memory bucket ``bucket_name`` (``description``, ``max_value_size``,
+        ``history`` and ``ttl`` are accepted and not used)."""
         return self._memory_bucket(bucket_name)
 
     def kv_get(
-        self, bucket_name: str, key: str, default: Any = None, parse_json: bool = False
+        self,
+        bucket_name: str,
+        key: str,
+        default: Any = None,
+        parse_json: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         """As kryten-py: bytes (parsed JSON with ``parse_json``), or ``default`` if the key
-        is missing or its value is not JSON."""
+        is missing or its value is not JSON (``timeout``: accepted, nothing waits)."""
         bucket = self._memory_bucket(bucket_name)
         return kv_store.kv_get(bucket, key, default, parse_json, self.logger)
 

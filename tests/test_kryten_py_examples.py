@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-import kryten_sync
 from kryten_sync import KrytenClient
 from kryten_sync.testing import FakeBridge
 from tests._helpers import wait_until
@@ -165,12 +164,6 @@ def test_kv_store_counter(shared_server: NatsServer, caplog: pytest.LogCaptureFi
             bot.join()
 
 
-@pytest.mark.xfail(
-    not hasattr(kryten_sync, "LifecycleEventPublisher"),
-    reason="LifecycleEventPublisher is built on another branch (compat-extras) and is not "
-    "on main yet; the program imports it",
-    strict=True,
-)
 def test_lifecycle_and_kv_example(
     shared_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -156,8 +156,10 @@ def test_kv_store_counter(shared_server: NatsServer, caplog: pytest.LogCaptureFi
                 fake.emit("chatMsg", {"username": "alice", "msg": "!stats", "meta": {}})
 
             chat()
-            wait_until(lambda: client.health().handler_errors >= 1, 10, "the handler")
-            assert "invalid key-value key 'user:alice'" in caplog.text
+            wait_until(
+                lambda: "invalid key-value key 'user:alice'" in caplog.text, 10, "the handler"
+            )
+            assert client.health().handler_errors >= 1
             assert fake.commands == []
             assert client.kv_keys("message_counts") == []
             client.stop()
@@ -193,7 +195,8 @@ def test_lifecycle_and_kv_example(
                 # The bridge's usercount payload is a number: ``event.payload.get`` fails
                 # in the program, as it does in kryten-py (whose RawEvent has that payload).
                 fake.emit("usercount", 7)
-                wait_until(lambda: client.health().handler_errors >= 1, 10, "the handler")
+                wait_until(lambda: "handle_usercount" in caplog.text, 10, "the handler")
+                assert client.health().handler_errors >= 1
                 assert client.kv_get("example_bot_state", "current_users") is None
 
                 # The program's own restart handler stops it.

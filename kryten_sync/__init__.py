@@ -3,7 +3,15 @@
 from .bridge import BridgeError
 from .client import KrytenClient
 from .commands import COMMANDS, CommandSpec
-from .config import ChannelConfig, KrytenConfig, MetricsConfig, NatsConfig, ServiceConfig
+from .config import (
+    ChannelConfig,
+    CommandsConfig,
+    EventsConfig,
+    KrytenConfig,
+    MetricsConfig,
+    NatsConfig,
+    ServiceConfig,
+)
 from .errors import (
     ClientClosedError,
     ForkedProcessError,
@@ -15,6 +23,7 @@ from .errors import (
     NoRespondersError,
     NotConnectedError,
     PublishError,
+    StreamConfigError,
     WrongThreadError,
 )
 from .events import (
@@ -75,10 +84,12 @@ __all__ = [
     "ChatMessageEvent",
     "ClientClosedError",
     "CommandSpec",
+    "CommandsConfig",
     "CurrentMedia",
     "Emote",
     "Event",
     "EventStream",
+    "EventsConfig",
     "ForkedProcessError",
     "HealthStatus",
     "KeyValueError",
@@ -112,6 +123,7 @@ __all__ = [
     "RawEvent",
     "ServiceConfig",
     "SimpleMetricsServer",
+    "StreamConfigError",
     "Subscription",
     "UserCountEvent",
     "UserJoinEvent",

@@ -30,6 +30,7 @@ from ._core.feature import Feature
 from ._core.workers import ErrorHook, check_sync_callable
 from .bridge import Bridge
 from .config import KrytenConfig
+from .durable import DurableFeed
 from .errors import (
     KrytenError,
     KrytenValidationError,
@@ -154,7 +155,9 @@ class KrytenClient(_EventOverloads):
         # The parts. None refers back to the client: the loop would keep an abandoned
         # client alive, and it could never be closed when collected.
         config = self.config
-        self._dispatcher = Dispatcher(config)
+        self._dispatcher = Dispatcher(
+            config, DurableFeed(config) if config.events.durable else None
+        )
         self._sender = CommandSender(config)
         self._bridge = Bridge(config, self._sender)
         self._kv = KeyValueFeature()

@@ -63,6 +63,11 @@ class SourceStats:
     malformed: int = 0  # written by its worker
     dropped: int = 0  # written by the loop (nats-py slow-consumer reports)
     by_event: dict[str, int] = field(default_factory=dict)  # written by its worker
+    # Durable events only, written by its worker: deliveries after the first, events
+    # skipped after their last delivery failed, repeats dropped by correlation id.
+    redelivered: int = 0
+    skipped: int = 0
+    duplicates: int = 0
 
 
 class RateLimitedLog:
@@ -91,7 +96,8 @@ class RateLimitedLog:
 
 @dataclass(frozen=True)
 class ChannelStatus:
-    """One configured channel and its delivery counters."""
+    """One configured channel and its delivery counters (``redelivered``, ``skipped``
+    and ``duplicates`` count only in durable mode)."""
 
     domain: str
     channel: str
@@ -100,6 +106,9 @@ class ChannelStatus:
     malformed: int = 0
     pending: int = 0
     dropped: int = 0
+    redelivered: int = 0
+    skipped: int = 0
+    duplicates: int = 0
 
     @classmethod
     def of(cls, domain: str, channel: str, token: str, source: _SourceLike | None) -> ChannelStatus:
@@ -114,6 +123,9 @@ class ChannelStatus:
             stats.malformed,
             source.worker.pending,
             stats.dropped,
+            stats.redelivered,
+            stats.skipped,
+            stats.duplicates,
         )
 
 

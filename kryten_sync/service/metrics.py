@@ -145,6 +145,21 @@ class ClientCollector:
             "Events waiting for the channel's handlers",
             labels=["channel"],
         )
+        redelivered = CounterMetricFamily(
+            "kryten_sync_events_redelivered",
+            "Durable events delivered again after a failed or unacknowledged delivery",
+            labels=["channel"],
+        )
+        skipped = CounterMetricFamily(
+            "kryten_sync_events_skipped",
+            "Durable events skipped after their handlers failed on every delivery",
+            labels=["channel"],
+        )
+        duplicates = CounterMetricFamily(
+            "kryten_sync_events_duplicate",
+            "Durable events dropped as repeats of one already handled (correlation id)",
+            labels=["channel"],
+        )
         commands = CounterMetricFamily(
             "kryten_sync_commands_sent",
             "Commands published to the bridge, per action",
@@ -164,6 +179,9 @@ class ClientCollector:
                 malformed.add_metric([token], stats.malformed)
                 dropped.add_metric([token], stats.dropped)
                 pending.add_metric([token], source.worker.pending)
+                redelivered.add_metric([token], stats.redelivered)
+                skipped.add_metric([token], stats.skipped)
+                duplicates.add_metric([token], stats.duplicates)
             publisher = conn.publisher
             for action, count in publisher.sent_by_tag.copy().items():
                 commands.add_metric([action], count)
@@ -181,7 +199,8 @@ class ClientCollector:
             reconnects = conn.reconnects
             connected = int(conn.is_connected)
             uptime = time.monotonic() - conn.connected_at if conn.connected_at else 0.0
-        yield from (received, malformed, dropped, pending, commands)
+        yield from (received, malformed, dropped, pending, redelivered, skipped, duplicates)
+        yield commands
         yield CounterMetricFamily(
             "kryten_sync_messages_published",
             "Messages handed to NATS (commands included)",

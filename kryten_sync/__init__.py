@@ -12,6 +12,7 @@ from .config import (
     NatsConfig,
     ServiceConfig,
 )
+from .confirm import Confirmation
 from .errors import (
     ClientClosedError,
     ForkedProcessError,
@@ -85,6 +86,7 @@ __all__ = [
     "ClientClosedError",
     "CommandSpec",
     "CommandsConfig",
+    "Confirmation",
     "CurrentMedia",
     "Emote",
     "Event",

@@ -79,10 +79,11 @@ def _command_method(
     builder: Callable[P, commands.Command],
 ) -> Callable[Concatenate[KrytenClient, P], str]:
     """A client method that builds a command with ``builder`` and sends it; returns
-    the correlation id. Signature and docstring are the builder's."""
+    the correlation id (the request id once confirmed, with ``commands.confirm``).
+    Signature and docstring are the builder's."""
 
     def method(self: KrytenClient, /, *args: P.args, **kwargs: P.kwargs) -> str:
-        return self._sender.send(builder(*args, **kwargs))
+        return self._bridge.send(builder(*args, **kwargs))
 
     functools.update_wrapper(method, builder)
     signature = inspect.signature(builder)
@@ -558,6 +559,8 @@ class KrytenClient(_EventOverloads):
     read_chan_log = _command_method(commands.read_chan_log)
     search_library = _command_method(commands.search_library)
     delete_from_library = _command_method(commands.delete_from_library)
+
+    send_confirmed = _delegate("_bridge", Bridge.send_confirmed)
 
     # -- bridge queries and rank-checked commands (bridge.py) ---------------------------
 

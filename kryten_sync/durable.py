@@ -243,6 +243,8 @@ class DurableFeed(ChannelFeed):
         self._js: JetStreamContext | None = None
         self._consumers: list[_ChannelConsumer] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per client: a repeat may come after a disconnect() and connect().
+        self.recent: dict[str, RecentIds] = {}
 
     def _filters(self) -> list[str]:
         return sorted({channel_events_wildcard(c.channel) for c in self.config.channels})
@@ -334,7 +336,8 @@ class _ChannelConsumer:
         self.token = token
         self.want = want
         self.max_deliver = feed.settings.max_deliver
-        self.recent = RecentIds(feed.settings.recent_ids)  # worker thread only
+        # Used by the channel's worker only (one at a time, connection after connection).
+        self.recent = feed.recent.setdefault(token, RecentIds(feed.settings.recent_ids))
         self.inflight: dict[int, Msg] = {}  # loop thread only
         self.idle = asyncio.Event()
         self.idle.set()
@@ -358,13 +361,8 @@ class _ChannelConsumer:
     # -- loop thread ------------------------------------------------------------------
 
     async def _on_msg(self, msg: Msg) -> None:
-        if not msg.reply.startswith("$JS.ACK."):
-            self.source.stats.malformed += 1
-            self.link.log.limited(
-                "durable-foreign",
-                "ignored a message on %s that JetStream did not send",
-                msg.subject,
-            )
+        if not msg.reply.startswith("$JS.ACK."):  # not from JetStream: the worker counts it
+            await self.source.worker.put(msg)
             return
         if self.closing:
             await self._settle(msg, _Outcome.NAK, 0.0)  # to another instance at once
@@ -418,6 +416,14 @@ class _ChannelConsumer:
     # -- the channel's worker -----------------------------------------------------------
 
     def _process(self, source: Source, msg: Msg) -> None:
+        if not msg.reply.startswith("$JS.ACK."):
+            source.stats.malformed += 1
+            self.link.log.limited(
+                "durable-foreign",
+                "ignored a message on %s that JetStream did not send",
+                msg.subject,
+            )
+            return
         outcome, delay = self._handle(source, msg)
         with contextlib.suppress(RuntimeError):  # loop gone: the server delivers it again
             self.loop.call_soon_threadsafe(self._settled, msg, outcome, delay)

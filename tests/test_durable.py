@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import nats.js.errors as jse
 import pytest
 from nats.js import api
 
@@ -101,6 +103,14 @@ def consumer_info(url: str, name: str, stream: str = "KRYTEN_EVENTS") -> api.Con
         return info
 
 
+def has_consumer(url: str, name: str) -> bool:
+    try:
+        consumer_info(url, name)
+    except jse.NotFoundError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- survival
 
 
@@ -152,6 +162,28 @@ def test_events_published_while_the_bot_was_disconnected_arrive_in_order(
         publish(nats_server.url, range(100, 200))  # before the bot is back
         assert log.wait(200) == list(range(200))
         assert client.is_connected
+    finally:
+        client.disconnect()
+
+
+def test_a_server_back_without_its_jetstream_state_gets_stream_and_consumer_again(
+    nats_server: NatsServer,
+) -> None:
+    log = Log()
+    client = bot(nats_server.url, log, nats={"reconnect_time_wait": 0.1})
+    client.connect()
+    try:
+        publish(nats_server.url, range(10))
+        assert log.wait(10) == list(range(10))
+        back = threading.Event()
+        client.on_reconnect(back.set)
+        nats_server.stop()
+        shutil.rmtree(nats_server.log_path.parent / "js")  # a new, empty store
+        nats_server.start()
+        assert back.wait(10)
+        wait_until(lambda: has_consumer(nats_server.url, "bot@lounge"), 10, "the consumer")
+        publish(nats_server.url, range(10, 20))
+        assert log.wait(20) == list(range(20))
     finally:
         client.disconnect()
 
@@ -222,6 +254,41 @@ def test_repeats_are_dropped_by_correlation_id(nats_server: NatsServer) -> None:
             )
         assert log.wait(2) == [0, 2]  # no correlation id: never taken for a repeat
         wait_until(lambda: client.channels[0].duplicates == 1, 5, "the repeat counted")
+    finally:
+        client.disconnect()
+
+
+def test_a_repeat_after_the_client_reconnects_is_dropped(nats_server: NatsServer) -> None:
+    log = Log()
+    client = bot(nats_server.url, log)
+    client.connect()
+    try:
+        same = str(uuid.uuid4())
+        body = bf.envelope(EVENT, {"n": 0}, correlation_id=same)
+        with AsyncNats(nats_server.url) as pub:
+            pub.publish(bf.subject("lounge", EVENT), body)
+        assert log.wait(1) == [0]
+        client.disconnect()
+        with AsyncNats(nats_server.url) as pub:
+            pub.publish(bf.subject("lounge", EVENT), body)
+            pub.publish(bf.subject("lounge", EVENT), bf.envelope(EVENT, {"n": 1}))
+        client.connect()
+        assert log.wait(2) == [0, 1]
+        assert client.channels[0].duplicates == 1
+    finally:
+        client.disconnect()
+
+
+def test_a_message_not_sent_by_jetstream_is_counted_and_ignored(nats_server: NatsServer) -> None:
+    log = Log()
+    client = bot(nats_server.url, log)
+    client.connect()
+    try:
+        with AsyncNats(nats_server.url) as pub:
+            pub.publish("kryten.durable.bot.lounge", bf.envelope(EVENT, {"n": -1}))
+        publish(nats_server.url, range(3))
+        assert log.wait(3) == [0, 1, 2]
+        assert client.channels[0].malformed == 1
     finally:
         client.disconnect()
 

@@ -42,13 +42,10 @@ def durable_config(url: str, *, service: str = "bot", **events: Any) -> dict[str
     )
 
 
-def publish(url: str, numbers: range, *, channel: str = "lounge") -> None:
+def publish(url: str, numbers: range) -> None:
     """Publish one event per number, in order, as the bridge does."""
     with AsyncNats(url) as pub:
-        pub.publish_many(
-            (bf.subject(channel, EVENT), bf.envelope(EVENT, {"n": n}, channel=channel))
-            for n in numbers
-        )
+        pub.publish_many(bf.numbered(EVENT, numbers))
 
 
 class Log:

@@ -31,9 +31,7 @@ def shared_config(url: str, **events: Any) -> dict[str, Any]:
 
 def publish(url: str, count: int) -> None:
     with AsyncNats(url) as pub:
-        pub.publish_many(
-            (bf.subject("lounge", EVENT), bf.envelope(EVENT, {"n": n})) for n in range(count)
-        )
+        pub.publish_many(bf.numbered(EVENT, range(count)))
 
 
 @pytest.fixture

@@ -145,20 +145,13 @@ class ClientCollector:
             "Events waiting for the channel's handlers",
             labels=["channel"],
         )
-        redelivered = CounterMetricFamily(
-            "kryten_sync_events_redelivered",
-            "Durable events delivered again after a failed or unacknowledged delivery",
-            labels=["channel"],
-        )
-        skipped = CounterMetricFamily(
-            "kryten_sync_events_skipped",
-            "Durable events skipped after their handlers failed on every delivery",
-            labels=["channel"],
-        )
-        duplicates = CounterMetricFamily(
-            "kryten_sync_events_duplicate",
-            "Durable events dropped as repeats of one already handled (correlation id)",
-            labels=["channel"],
+        redelivered, skipped, duplicates = (
+            CounterMetricFamily(f"kryten_sync_events_{name}", text, labels=["channel"])
+            for name, text in (
+                ("redelivered", "Durable events delivered again after a failed delivery"),
+                ("skipped", "Durable events skipped after failing on every delivery"),
+                ("duplicate", "Durable events dropped as repeats (same correlation id)"),
+            )
         )
         commands = CounterMetricFamily(
             "kryten_sync_commands_sent",

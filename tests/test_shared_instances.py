@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from kryten_sync import KrytenClient, Message, RawEvent
+from kryten_sync import ChatMessageEvent, KrytenClient, Message
 from tests import bridge_format as bf
 from tests._helpers import make_config, wait_until
 from tests._nats import AsyncNats, NatsServer
 
-EVENT = "seqTest"
+EVENT = "chatMsg"  # typed handlers: each gets a ChatMessageEvent whose message is n
 
 
 def shared_config(url: str, **events: Any) -> dict[str, Any]:
@@ -31,7 +31,10 @@ def shared_config(url: str, **events: Any) -> dict[str, Any]:
 
 def publish(url: str, count: int) -> None:
     with AsyncNats(url) as pub:
-        pub.publish_many(bf.numbered(EVENT, range(count)))
+        pub.publish_many(
+            (bf.subject("lounge", EVENT), bf.envelope(EVENT, {**bf.CHAT_MSG, "msg": str(n)}))
+            for n in range(count)
+        )
 
 
 @pytest.fixture
@@ -51,9 +54,9 @@ def start(clients: list[KrytenClient], config: dict[str, Any], count: int) -> li
         seen.append(mine)
         client = KrytenClient(config)
 
-        def handle(event: RawEvent, mine: list[int] = mine) -> None:
+        def handle(event: ChatMessageEvent, mine: list[int] = mine) -> None:
             with lock:
-                mine.append(event.payload["n"])
+                mine.append(int(event.message))
 
         client.on(EVENT, handler=handle)
         client.connect()

@@ -256,7 +256,7 @@ class DurableFeed(ChannelFeed):
             ensure_stream(js, self.settings, self._filters()),
             f"durable events: stream {self.settings.stream!r}",
         )
-        self._spawn(self._keep_alive(link))
+        self._spawn(self._keep_alive())
 
     async def subscribe(
         self, link: Link, token: str, subject: str, dispatcher: Dispatcher
@@ -278,9 +278,10 @@ class DurableFeed(ChannelFeed):
         self._spawn(self._recheck(link))
 
     async def before_close(self, link: Link, reason: str) -> None:
+        # The keep-alive runs on: the events in flight are still being handled.
+        await asyncio.gather(*(c.stop() for c in self._consumers))
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*(c.stop() for c in self._consumers))
 
     def after_close(self, link: Link) -> None:
         for task in list(self._tasks):
@@ -293,7 +294,7 @@ class DurableFeed(ChannelFeed):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _keep_alive(self, link: Link) -> None:
+    async def _keep_alive(self) -> None:
         """Extend the ack deadline of every event in flight while its handlers run."""
         while True:
             await asyncio.sleep(self.settings.ack_wait / 3)

@@ -238,6 +238,57 @@ def test_an_event_is_acknowledged_only_after_its_handlers_ran(nats_server: NatsS
         client.disconnect()
 
 
+def test_disconnect_lets_the_event_in_flight_finish_and_acknowledges_it(
+    nats_server: NatsServer,
+) -> None:
+    started = threading.Event()
+    log = Log()
+    client = KrytenClient(durable_config(nats_server.url))
+
+    @client.on(EVENT)
+    def slow(event: RawEvent) -> None:
+        started.set()
+        time.sleep(0.5)
+        log.handler(0)(event)
+
+    client.connect()
+    publish(nats_server.url, range(3))
+    assert started.wait(5)
+    client.disconnect()  # while the first event is being handled
+    assert log.numbers() == [0]
+    info = consumer_info(nats_server.url, "bot@lounge")
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+    assert info.ack_floor is not None and info.ack_floor.consumer_seq == 1
+    later = bot(nats_server.url, log)
+    later.connect()
+    try:
+        assert log.wait(3) == [0, 1, 2]
+    finally:
+        later.disconnect()
+
+
+def test_concurrent_handlers_are_waited_for_before_the_acknowledgement(
+    nats_server: NatsServer,
+) -> None:
+    calls: list[int] = []
+    client = KrytenClient(durable_config(nats_server.url))
+
+    @client.on(EVENT, concurrent=True)
+    def flaky(event: RawEvent) -> None:
+        calls.append(event.payload["n"])
+        if len(calls) == 1:
+            raise RuntimeError("first call fails")
+
+    client.connect()
+    try:
+        publish(nats_server.url, range(2))
+        wait_until(lambda: len(calls) >= 3, 5, "three calls")
+        assert calls == [0, 0, 1]
+        assert client.channels[0].redelivered == 1
+    finally:
+        client.disconnect()
+
+
 def test_repeats_are_dropped_by_correlation_id(nats_server: NatsServer) -> None:
     log = Log()
     client = bot(nats_server.url, log)

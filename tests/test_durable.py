@@ -185,6 +185,35 @@ def test_a_server_back_without_its_jetstream_state_gets_stream_and_consumer_agai
         client.disconnect()
 
 
+def test_each_channel_has_its_own_consumer_and_order(nats_server: NatsServer) -> None:
+    got: dict[str, list[int]] = {"lounge": [], "other-room": []}
+    config = durable_config(nats_server.url)
+    config["channels"] = [
+        {"domain": "cytu.be", "channel": "lounge"},
+        {"domain": "cytu.be", "channel": "Other-Room"},
+        {"domain": "cytu.be", "channel": "other-room"},  # the same token: one consumer
+    ]
+    client = KrytenClient(config)
+
+    @client.on(EVENT)
+    def handle(event: RawEvent) -> None:
+        got["other-room" if event.channel != "lounge" else "lounge"].append(event.payload["n"])
+
+    client.connect()
+    client.disconnect()
+    with AsyncNats(nats_server.url) as pub:
+        pub.publish_many(bf.numbered(EVENT, range(100)))
+        pub.publish_many(bf.numbered(EVENT, range(100), channel="Other-Room"))
+    client.connect()
+    try:
+        wait_until(lambda: sum(map(len, got.values())) >= 200, 10, "200 events")
+        assert got == {"lounge": list(range(100)), "other-room": list(range(100))}
+        assert has_consumer(nats_server.url, "bot@other-room")
+        assert [c.token for c in client.channels] == ["lounge", "other-room", "other-room"]
+    finally:
+        client.disconnect()
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -4,15 +4,19 @@
 
 Starts its own nats-server (JetStream on, a fresh store per run) on a free loopback
 port. For each mode and number of instances (kryten-sync clients in this process, one
-channel), publishes N bridge-format events in one burst from a separate raw nats-py
-connection, then waits until the handlers have seen them; the clock runs from the first
-publish to the last handler call. ``durable backlog`` publishes while the bot is stopped
-and times from ``connect()``. Each handler records when it started and ended; the script
-counts events handled more than once or never, pairs of consecutive events whose
-handling overlapped (the later one started before the earlier one ended) and events
-whose handling started before that of an earlier event (out of order). ``--handler-ms``
-makes each handler sleep that long (default 0). Every cell is the median of R runs
-(default 3) with the min-max.
+channel), publishes N bridge-format ``chatMsg`` events (typed handlers) in one burst
+from a separate raw nats-py connection, then waits until the handlers have seen them;
+the clock runs from the first publish to the last handler call. ``durable backlog``
+publishes while the bot is stopped and times from ``connect()``. Each handler records
+when it started and ended; the script counts events handled more than once or never,
+pairs of consecutive events whose handling overlapped (the later one started before
+the earlier one ended) and events whose handling started before that of an earlier
+event (out of order). ``--handler-ms`` makes each handler sleep that long (default 0).
+A second table gives the ceiling of each consumer design in raw nats-py: one client
+acknowledging a backlog of N through a push consumer with one unacknowledged message
+(what durable mode uses) or a pull consumer fetching 1, 10 or 100 at a time. Every cell
+is the median of R runs (default 3) with the min-max; the load average is printed
+before and after.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import statistics
 import sys
 import threading
@@ -32,22 +37,24 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.msg import Msg
+from nats.js import api
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kryten_sync import KrytenClient, RawEvent  # noqa: E402
+from kryten_sync import ChatMessageEvent, KrytenClient  # noqa: E402
 from tests._nats import NatsServer  # noqa: E402
 
-SUBJECT = "kryten.events.cytube.lounge.benchseq"
+SUBJECT = "kryten.events.cytube.lounge.chatmsg"
 
 
 def envelope(n: int) -> bytes:
     return json.dumps(
         {
-            "event_name": "benchSeq",
-            "payload": {"n": n},
+            "event_name": "chatMsg",
+            "payload": {"username": "alice", "msg": str(n), "meta": {}, "time": 1_700_000_000_000},
             "channel": "lounge",
             "domain": "cytu.be",
             "timestamp": "2024-05-06T07:08:09+00:00",
@@ -84,13 +91,13 @@ class Recorder:
         self.rows: list[tuple[int, float, float]] = []
         self.done = threading.Event()
 
-    def handler(self, event: RawEvent) -> None:
+    def handler(self, event: ChatMessageEvent) -> None:
         start = time.perf_counter()
         if self.sleep:
             time.sleep(self.sleep)
         end = time.perf_counter()
         with self.lock:
-            self.rows.append((event.payload["n"], start, end))
+            self.rows.append((int(event.message), start, end))
             if len(self.rows) >= self.count:
                 self.done.set()
 
@@ -131,7 +138,7 @@ def run_once(mode: str, instances: int, count: int, handler_ms: float) -> Result
         clients = []
         for _ in range(instances):
             client = KrytenClient(config(server.url, "durable" if backlog else mode))
-            client.on("benchSeq", handler=recorder.handler)
+            client.on("chatMsg", handler=recorder.handler)
             client.connect()
             clients.append(client)
         try:
@@ -155,6 +162,64 @@ def run_once(mode: str, instances: int, count: int, handler_ms: float) -> Result
         return recorder.result(seconds)
 
 
+async def raw_consume(url: str, count: int, batch: int) -> float:
+    """Messages/s one raw nats-py client consumes and acknowledges from a backlog of
+    ``count``: a push consumer with one unacknowledged message (``batch`` 0, the design
+    durable mode uses) or a pull consumer fetching ``batch`` at a time."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(api.StreamConfig(name="RAW", subjects=[SUBJECT]))
+    config = api.ConsumerConfig(
+        durable_name="raw", ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=max(batch, 1)
+    )
+    for n in range(count):
+        await nc.publish(SUBJECT, envelope(n))
+    await nc.flush()
+    done = asyncio.Event()
+    seen = 0
+
+    async def on_msg(msg: Msg) -> None:
+        nonlocal seen
+        await msg.ack()
+        seen += 1
+        if seen >= count:
+            done.set()
+
+    start = time.perf_counter()
+    if batch == 0:
+        config.deliver_subject = "raw.deliver"
+        await js.add_consumer("RAW", config)
+        await nc.subscribe("raw.deliver", cb=on_msg)
+        await done.wait()
+    else:
+        pull = await js.pull_subscribe(SUBJECT, durable="raw", stream="RAW", config=config)
+        while seen < count:
+            for msg in await pull.fetch(batch, timeout=5):
+                await on_msg(msg)
+    seconds = time.perf_counter() - start
+    await nc.close()
+    return count / seconds
+
+
+def raw_table(count: int, runs: int) -> None:
+    print()
+    print("raw nats-py, one client acknowledging a backlog (the ceiling of each design):")
+    print()
+    print("| consumer | messages/s |")
+    print("|---|---|")
+    for title, batch in [
+        ("push, 1 unacknowledged", 0),
+        ("pull, fetch 1", 1),
+        ("pull, fetch 10", 10),
+        ("pull, fetch 100", 100),
+    ]:
+        rates = []
+        for _ in range(runs):
+            with NatsServer(jetstream=True) as server:
+                rates.append(asyncio.run(raw_consume(server.url, count, batch)))
+        print(f"| {title} | {cell(rates, lambda v: f'{v:,.0f}')} |", flush=True)
+
+
 def cell(values: list[float], fmt: Callable[[float], str]) -> str:
     median = statistics.median(values)
     return f"{fmt(median)} ({fmt(min(values))}-{fmt(max(values))})"
@@ -176,7 +241,10 @@ def main() -> None:
         ("durable backlog", 1),
         ("durable backlog", 2),
     ]
-    print(f"{args.events} events, handler {args.handler_ms:g} ms, median (min-max) of {args.runs}")
+    print(
+        f"{args.events} events, handler {args.handler_ms:g} ms, median (min-max) of "
+        f"{args.runs}; load average {os.getloadavg()[0]:.1f}"
+    )
     print()
     print(
         "| mode | instances | events/s | lost | handled twice | overlapping pairs | out of order |"
@@ -193,7 +261,9 @@ def main() -> None:
             f"| {cell([float(r.out_of_order) for r in results], lambda v: f'{v:g}')} |",
             flush=True,
         )
+    raw_table(args.events, args.runs)
 
 
 if __name__ == "__main__":
     main()
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")

@@ -22,7 +22,7 @@ from kryten_sync import (
 )
 from kryten_sync.commands import BUILDERS
 from kryten_sync.confirm import ROBOT_COMMANDS, can_confirm, robot_request
-from kryten_sync.testing import FakeBridge
+from kryten_sync.testing import FakeBridge, MockKrytenClient
 from tests._helpers import make_config
 from tests._nats import NatsServer
 from tests.command_samples import iter_samples
@@ -195,3 +195,19 @@ def test_confirmed_mode_covers_the_rank_checked_commands(
         (request,) = requests_of(fake, "setMotd")
         assert result["message_id"] == request["meta"]["request_id"]
         assert request["args"] == {"motd": "<b>hi</b>"}
+
+
+def test_confirmed_commands_work_with_the_mock_client() -> None:
+    config = {
+        "nats": {"servers": ["nats://unused:4222"]},
+        "channels": [{"domain": "cytu.be", "channel": "lounge"}],
+        "chat_min_delay": 0,
+        "commands": {"confirm": True, **FAST},
+    }
+    with MockKrytenClient(config) as mock:
+        mock.bridge.unanswered["say"] = 1
+        request_id = mock.send_chat("lounge", "hello")
+        assert [r["meta"]["request_id"] for r in requests_of(mock.bridge, "say")] == [
+            request_id,
+            request_id,
+        ]

@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import nats.js.errors as jse
@@ -84,14 +84,6 @@ def bot(url: str, log: Log, instance: int = 0, **events: Any) -> KrytenClient:
     client = KrytenClient(durable_config(url, **events))
     client.on(EVENT, handler=log.handler(instance, fail))
     return client
-
-
-@pytest.fixture
-def clients() -> Iterator[list[KrytenClient]]:
-    made: list[KrytenClient] = []
-    yield made
-    for client in made:
-        client.disconnect()
 
 
 def consumer_info(url: str, name: str, stream: str = "KRYTEN_EVENTS") -> api.ConsumerInfo:

@@ -8,7 +8,6 @@ test_durable.py). Plain ``subscribe()`` subscribers still get every event."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,14 +34,6 @@ def publish(url: str, count: int) -> None:
             (bf.subject("lounge", EVENT), bf.envelope(EVENT, {**bf.CHAT_MSG, "msg": str(n)}))
             for n in range(count)
         )
-
-
-@pytest.fixture
-def clients() -> Iterator[list[KrytenClient]]:
-    made: list[KrytenClient] = []
-    yield made
-    for client in made:
-        client.disconnect()
 
 
 def start(clients: list[KrytenClient], config: dict[str, Any], count: int) -> list[list[int]]:

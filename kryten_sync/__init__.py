@@ -3,7 +3,16 @@
 from .bridge import BridgeError
 from .client import KrytenClient
 from .commands import COMMANDS, CommandSpec
-from .config import ChannelConfig, KrytenConfig, MetricsConfig, NatsConfig, ServiceConfig
+from .config import (
+    ChannelConfig,
+    CommandsConfig,
+    EventsConfig,
+    KrytenConfig,
+    MetricsConfig,
+    NatsConfig,
+    ServiceConfig,
+)
+from .confirm import Confirmation
 from .errors import (
     ClientClosedError,
     ConfigWarning,
@@ -17,6 +26,7 @@ from .errors import (
     NoRespondersError,
     NotConnectedError,
     PublishError,
+    StreamConfigError,
     WrongThreadError,
 )
 from .events import (
@@ -78,11 +88,14 @@ __all__ = [
     "ChatMessageEvent",
     "ClientClosedError",
     "CommandSpec",
+    "CommandsConfig",
     "ConfigWarning",
+    "Confirmation",
     "CurrentMedia",
     "Emote",
     "Event",
     "EventStream",
+    "EventsConfig",
     "ForkedProcessError",
     "HandlerError",
     "HealthStatus",
@@ -117,6 +130,7 @@ __all__ = [
     "RawEvent",
     "ServiceConfig",
     "SimpleMetricsServer",
+    "StreamConfigError",
     "Subscription",
     "UserCountEvent",
     "UserJoinEvent",

@@ -8,6 +8,11 @@ inside ``data`` raises like an outer ``success: false``, and silence (an unknown
 or no bridge for that channel) becomes a :class:`~kryten_sync.errors.KrytenTimeoutError`
 naming the command. Of a double reply the first is taken.
 
+:meth:`Bridge.send_confirmed` sends a command on the request path instead of its
+fire-and-forget subject and waits for the bridge's confirmation, retrying when none comes
+(:mod:`kryten_sync.confirm`); :meth:`Bridge.send` picks that way for every command when
+``commands.confirm`` is set.
+
 The ``safe_`` methods check the bot's rank (``kryten.user_level.{domain}.{channel}``)
 against :data:`~kryten_sync.commands.COMMANDS` before sending a command CyTube would punish
 or ignore; they report a missing rank, an unreachable bridge or a failed send in their
@@ -21,13 +26,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._core.feature import AttachedFeature
 from ._validate import require_number
-from .commands import BUILDERS, COMMANDS, build
+from .commands import BUILDERS, COMMANDS, Command, build
+from .confirm import Confirmation, can_confirm, robot_request
 from .errors import (
     BridgeError,
     KrytenError,
@@ -122,6 +129,7 @@ class Bridge(AttachedFeature):
         domain: str | None = None,
         timeout: float | None = None,
         default_timeout: float | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """Send one robot command and return the reply object as it came.
 
@@ -133,7 +141,7 @@ class Bridge(AttachedFeature):
             "service": "robot",
             "command": command,
             "args": dict(args or {}),
-            "meta": self._meta(domain, channel, str(uuid.uuid4())),
+            "meta": self._meta(domain, channel, request_id or str(uuid.uuid4())),
         }
         request.update(params or {})
         try:
@@ -227,6 +235,96 @@ class Bridge(AttachedFeature):
                 reply={"data": data},
             )
         return data
+
+    # --- commands, confirmed or not ---------------------------------------------------
+
+    def send(self, command: Command) -> str:
+        """Send a built command; what the client's command methods do.
+
+        With ``commands.confirm`` set: as :meth:`send_confirmed`, returning its request
+        id (a command the bridge cannot confirm is sent fire-and-forget, with a
+        warning); otherwise fire-and-forget, returning the correlation id.
+        """
+        if self.config.commands.confirm:
+            if can_confirm(command):
+                return self.send_confirmed(command).request_id
+            spec = command.spec
+            self.require().log.limited(
+                f"unconfirmable-{spec.action}",
+                "%s is sent without confirmation: the bridge has no request-path command for %r",
+                spec.method,
+                spec.action,
+            )
+        return self._sender.send(command)
+
+    def send_confirmed(
+        self, command: Command, *, timeout: float | None = None, attempts: int | None = None
+    ) -> Confirmation:
+        """Send a built command (``kryten_sync.commands.send_chat("lounge", "hi")``, ...)
+        on the bridge's request path and return its confirmation.
+
+        The bridge answers after handing the command to CyTube. Without an answer within
+        ``timeout`` (default ``commands.confirm_timeout``, else ``request_timeout``; at
+        least 8 s for the commands the bridge answers only after CyTube), the same
+        request (same ``request_id``) is sent again, up to ``attempts`` in all (default
+        ``commands.confirm_attempts``), ``commands.confirm_retry_delay`` seconds apart,
+        doubling. This is at-least-once: when an answer was lost rather than the
+        request, CyTube gets the command twice. Raises BridgeError with the bridge's
+        reason (never retried), KrytenTimeoutError / NoRespondersError naming the
+        command after the last attempt, KrytenValidationError for a command the bridge
+        cannot confirm (``unmute_user``).
+        """
+        robot, args = robot_request(command)
+        spec = command.spec
+        if command.domain is not None:
+            self.config.check_command_domain(command.channel, command.domain)
+        settings = self.config.commands
+        if attempts is None:
+            attempts = settings.confirm_attempts
+        elif isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise KrytenValidationError(
+                f"send_confirmed: attempts must be an int >= 1, got {attempts!r}"
+            )
+        wait = self._timeout(timeout, settings.confirm_timeout)
+        if timeout is None and robot.waits_for_cytube:
+            wait = max(wait, CYTUBE_ROUND_TRIP_TIMEOUT)
+        link = self.require()
+        request_id = str(uuid.uuid4())
+        attempt = 1
+        while True:
+            if spec.rate_limited:  # every attempt reaches CyTube as a chat line
+                self._sender.chat_limiter.acquire()
+            try:
+                data = self._bridge(
+                    robot.name,
+                    command.channel,
+                    args=args,
+                    domain=command.domain,
+                    timeout=wait,
+                    request_id=request_id,
+                )
+            except BridgeError as exc:
+                raise BridgeError(
+                    f"{spec.method} not confirmed: {exc}", command=robot.name, reply=exc.reply
+                ) from exc
+            except (KrytenTimeoutError, NoRespondersError) as exc:
+                if attempt >= attempts:
+                    raise type(exc)(
+                        f"{spec.method} not confirmed after {attempts} attempt"
+                        f"{'s' if attempts > 1 else ''}: {exc}"
+                    ) from exc
+                link.logger.warning(
+                    "%s: no confirmation of %r (attempt %d of %d): %s; sending it again",
+                    spec.method,
+                    robot.name,
+                    attempt,
+                    attempts,
+                    exc,
+                )
+                time.sleep(settings.confirm_retry_delay * 2 ** (attempt - 1))
+                attempt += 1
+                continue
+            return Confirmation(spec.method, robot.name, request_id, attempt, data)
 
     # --- system queries (any bridge; ``channel`` picks which) -------------------------
 
@@ -769,7 +867,7 @@ class Bridge(AttachedFeature):
                     "rank": rank,
                 }
         try:
-            return {"success": True, "message_id": self._sender.send(command)}
+            return {"success": True, "message_id": self.send(command)}
         except KrytenError as exc:
             return {"success": False, "error": str(exc)}
 

@@ -30,6 +30,7 @@ from ._core.feature import Feature
 from ._core.workers import ErrorHook, check_sync_callable
 from .bridge import Bridge
 from .config import KrytenConfig
+from .durable import DurableFeed
 from .errors import (
     KrytenError,
     KrytenValidationError,
@@ -78,10 +79,11 @@ def _command_method(
     builder: Callable[P, commands.Command],
 ) -> Callable[Concatenate[KrytenClient, P], str]:
     """A client method that builds a command with ``builder`` and sends it; returns
-    the correlation id. Signature and docstring are the builder's."""
+    the correlation id (the request id once confirmed, with ``commands.confirm``).
+    Signature and docstring are the builder's."""
 
     def method(self: KrytenClient, /, *args: P.args, **kwargs: P.kwargs) -> str:
-        return self._sender.send(builder(*args, **kwargs))
+        return self._bridge.send(builder(*args, **kwargs))
 
     functools.update_wrapper(method, builder)
     signature = inspect.signature(builder)
@@ -156,7 +158,9 @@ class KrytenClient(_EventOverloads):
         # The parts. None refers back to the client: the loop would keep an abandoned
         # client alive, and it could never be closed when collected.
         config = self.config
-        self._dispatcher = Dispatcher(config)
+        self._dispatcher = Dispatcher(
+            config, DurableFeed(config) if config.events.durable else None
+        )
         self._sender = CommandSender(config)
         self._bridge = Bridge(config, self._sender)
         self._kv = KeyValueFeature()
@@ -615,6 +619,8 @@ class KrytenClient(_EventOverloads):
     read_chan_log = _command_method(commands.read_chan_log)
     search_library = _command_method(commands.search_library)
     delete_from_library = _command_method(commands.delete_from_library)
+
+    send_confirmed = _delegate("_bridge", Bridge.send_confirmed)
 
     # -- bridge queries and rank-checked commands (bridge.py) ---------------------------
 

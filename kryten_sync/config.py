@@ -36,6 +36,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from .errors import ConfigWarning, KrytenValidationError
@@ -48,6 +49,9 @@ _SCHEMES = ("nats", "tls", "ws", "wss")
 _DEFAULT_PORT = 4222
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_ALIASES = {"WARN": "WARNING"}
+# JetStream stream and consumer names, NATS queue group names: safe in subjects and files.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME_RULE = "use 1-64 letters, digits, '-' and '_'"
 
 
 def _format_loc(loc: _Loc) -> str:
@@ -531,6 +535,61 @@ class MetricsConfig(_Model):
     metrics_path: Annotated[str, AfterValidator(_url_path)] = "/metrics"
 
 
+def _name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(_NAME_RULE)
+    return value
+
+
+class EventsConfig(_Model):
+    """How events reach the handlers (docs/production.md).
+
+    By default (core mode) a client gets every event of its channels while it is
+    connected. ``shared``: the instances of one group split each channel's events.
+    ``durable``: events are kept in the JetStream stream ``stream`` (created with these
+    bounds if absent) and consumed through one durable consumer per channel and group,
+    one event in flight at a time; what is published while the bot is away is delivered
+    when it comes back. ``group`` defaults to ``service.name``.
+    """
+
+    _what: ClassVar[str] = "event settings"
+
+    durable: bool = False
+    shared: bool = False
+    group: Annotated[str, AfterValidator(_name)] | None = None
+    stream: Annotated[str, AfterValidator(_name)] = "KRYTEN_EVENTS"
+    max_age: float = Field(86400.0, gt=0)
+    max_bytes: int = Field(1024**3, gt=0)
+    max_msgs: int = Field(1_000_000, gt=0)
+    replicas: int = Field(1, ge=1, le=5)
+    max_deliver: int = Field(5, ge=1, le=1000)
+    ack_wait: float = Field(10.0, ge=1, le=3600)
+    recent_ids: int = Field(10_000, ge=0, le=1_000_000)
+
+    @field_validator("group", mode="before")
+    @classmethod
+    def _optional_group(cls, value: Any) -> Any:
+        return _empty_to_none(value)
+
+
+class CommandsConfig(_Model):
+    """Confirmed commands (docs/production.md): with ``confirm`` every command method
+    waits for the bridge's confirmation on its request path, retrying after
+    ``confirm_timeout`` up to ``confirm_attempts`` attempts in all (at least once)."""
+
+    _what: ClassVar[str] = "command settings"
+
+    confirm: bool = False
+    confirm_timeout: float | None = Field(None, gt=0)
+    confirm_attempts: int = Field(3, ge=1, le=10)
+    confirm_retry_delay: float = Field(0.5, ge=0)
+
+    @field_validator("confirm_timeout", mode="before")
+    @classmethod
+    def _optional_timeout(cls, value: Any) -> Any:
+        return _empty_to_none(value)
+
+
 class KrytenConfig(_Model):
     """Complete configuration of a kryten-sync client."""
 
@@ -553,6 +612,8 @@ class KrytenConfig(_Model):
     chat_jitter: float = Field(0.0, ge=0)
     log_level: str = "INFO"
     strict: bool = Field(False, strict=True)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
     @field_validator("log_level")
     @classmethod
@@ -562,6 +623,28 @@ class KrytenConfig(_Model):
         if level not in _LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
+
+    @model_validator(mode="after")
+    def _event_group(self) -> KrytenConfig:
+        events = self.events
+        if (events.durable or events.shared) and events.group is None:
+            where = ("events", "group")
+            if self.service is None:
+                problem = "required with events.durable or events.shared when no service is set"
+                raise _error(self._what, [(where, problem)], None)
+            if not _NAME_RE.match(self.service.name):
+                problem = f"service.name cannot name the group ({_NAME_RULE}); set events.group"
+                raise _error(self._what, [(where, problem)], None)
+        return self
+
+    @property
+    def event_group(self) -> str | None:
+        """The group whose instances split the events (``events.group``, else the
+        service name), or None when each instance gets every event (core mode)."""
+        events = self.events
+        if not (events.durable or events.shared):
+            return None
+        return events.group or (self.service.name if self.service is not None else None)
 
     def channel_for(self, channel: str) -> ChannelConfig | None:
         """The configured channel whose normalised token equals ``N(channel)``, if any."""
@@ -749,6 +832,8 @@ def _substitute(value: Any, loc: _Loc, problems: list[_Problem]) -> Any:
 
 __all__ = [
     "ChannelConfig",
+    "CommandsConfig",
+    "EventsConfig",
     "KrytenConfig",
     "MetricsConfig",
     "NatsConfig",

@@ -8,7 +8,9 @@ clauses keep working::
     ├── KrytenConnectionError               cannot connect, or the connection is gone
     │   ├── NotConnectedError               called before connect() / after disconnect()
     │   │   └── ClientClosedError           the connection closed while in use
-    │   └── LoopDiedError                   the loop thread ended; __cause__ says why
+    │   ├── LoopDiedError                   the loop thread ended; __cause__ says why
+    │   └── StreamConfigError               durable events: the stream or consumer on the
+    │                                       server conflicts with the events settings
     ├── KrytenValidationError (ValueError)  bad input, refused before anything is sent
     │   └── MalformedEventError             a message that is not an event envelope
     ├── KrytenTimeoutError (TimeoutError)   no reply in time
@@ -47,6 +49,12 @@ class NotConnectedError(KrytenConnectionError):
 
 class ClientClosedError(NotConnectedError):
     """The client was closed while the call waited, or before it started."""
+
+
+class StreamConfigError(KrytenConnectionError):
+    """``connect()`` cannot consume durable events: the JetStream stream or consumer
+    on the server conflicts with the ``events`` settings (the message names each
+    difference and what to change)."""
 
 
 class KrytenValidationError(KrytenError, ValueError):
@@ -177,6 +185,7 @@ __all__ = [
     "NoRespondersError",
     "NotConnectedError",
     "PublishError",
+    "StreamConfigError",
     "WrongThreadError",
 ]
 

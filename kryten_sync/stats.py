@@ -68,6 +68,11 @@ class SourceStats:
     by_event: dict[str, int] = field(default_factory=dict)  # written by its worker
     event_seconds: float = 0.0  # written by its worker: time spent on events (decode + handlers)
     last_event: float = 0.0  # written by its worker: time.time() of the last event
+    # Durable events only, written by its worker: deliveries after the first, events
+    # skipped after their last delivery failed, repeats dropped by correlation id.
+    redelivered: int = 0
+    skipped: int = 0
+    duplicates: int = 0
 
 
 class RateLimitedLog:
@@ -102,7 +107,8 @@ class ChannelStatus(str):
     health.channels`` work. Compared with another ChannelStatus every field counts; with a
     plain str only the text. ``ChannelInfo`` is the same class under kryten-py's name:
     ``subscribed``, ``events_received`` (= ``received``) and ``model_dump()`` are its
-    fields and method.
+    fields and method. ``redelivered``, ``skipped`` and ``duplicates`` count only in
+    durable mode.
     """
 
     domain: str
@@ -113,6 +119,9 @@ class ChannelStatus(str):
     pending: int
     dropped: int
     subscribed: bool
+    redelivered: int
+    skipped: int
+    duplicates: int
     _FIELDS = (
         "domain",
         "channel",
@@ -122,6 +131,9 @@ class ChannelStatus(str):
         "pending",
         "dropped",
         "subscribed",
+        "redelivered",
+        "skipped",
+        "duplicates",
     )
 
     def __new__(  # noqa: PLR0917 - the dataclass-like positional order of its fields
@@ -134,6 +146,9 @@ class ChannelStatus(str):
         pending: int = 0,
         dropped: int = 0,
         subscribed: bool = False,
+        redelivered: int = 0,
+        skipped: int = 0,
+        duplicates: int = 0,
         *,
         events_received: int | None = None,
     ) -> ChannelStatus:
@@ -147,6 +162,9 @@ class ChannelStatus(str):
             pending,
             dropped,
             subscribed,
+            redelivered,
+            skipped,
+            duplicates,
         )
         for name, value in zip(cls._FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
@@ -219,6 +237,9 @@ class ChannelStatus(str):
             source.worker.pending,
             stats.dropped,
             subscribed,
+            stats.redelivered,
+            stats.skipped,
+            stats.duplicates,
         )
 
 

@@ -67,6 +67,45 @@ from .tools.loopback import LoopbackServer
 #: Queries the real bridge answers twice (two handlers share kryten.robot.command).
 _ANSWERED_TWICE = ("system.ping", "system.health", "system.stats")
 
+#: The commands the real bridge performs on its request path (besides addvideo and the
+#: four that answer with an event), each with the ``args`` keys it reads and needs.
+_ROBOT_ACTIONS: dict[str, tuple[str, ...]] = {
+    "say": ("message",),
+    "pm": ("to", "message"),
+    "kick": ("username",),
+    "ban": ("username",),
+    "mute": ("username",),
+    "smute": ("username",),
+    "rmvideo": ("uid",),
+    "mvvideo": ("from", "after"),
+    "jump": ("uid",),
+    "clear": (),
+    "shuffle": (),
+    "settemp": ("uid", "temp"),
+    "pause": (),
+    "play": (),
+    "seek": ("time",),
+    "voteskip": (),
+    "assignLeader": ("name",),
+    "playNext": (),
+    "setMotd": ("motd",),
+    "setChannelCSS": ("css",),
+    "setChannelJS": ("js",),
+    "setOptions": ("options",),
+    "setPermissions": ("permissions",),
+    "updateEmote": ("name", "image"),
+    "removeEmote": ("name",),
+    "addFilter": ("name", "source"),
+    "updateFilter": ("name", "source"),
+    "removeFilter": ("name",),
+    "newPoll": ("title", "options"),
+    "vote": ("option",),
+    "closePoll": (),
+    "setChannelRank": ("username", "rank"),
+    "unban": ("ban_id", "name"),
+    "deleteFromLibrary": ("media_id",),
+}
+
 
 @dataclass(frozen=True)
 class ReceivedCommand:
@@ -99,9 +138,13 @@ class FakeBridge:
     ``search_results``, ``services``, ``stats``, ``config``; ``errors[command] = text``
     answers ``{"success": false, "error": text}``, ``data_errors[command] = text`` a
     failure inside ``data`` (e.g. an ``addvideo`` refusal); ``ignore`` holds commands to
-    treat as unknown (no reply);
+    treat as unknown (no reply); ``unanswered[command] = n`` leaves the next ``n``
+    requests of ``command`` without a reply (a lost request or answer);
     ``double_reply = True`` follows every answer with a second, failing one.
-    ``requests`` records every decoded robot request.
+    ``requests`` records every decoded robot request. The commands the bridge performs
+    on its request path (``say``, ``kick``, ...: the confirmed commands) are answered
+    ``{"success": true}`` when their ``args`` hold the keys the bridge reads, else with
+    the bridge's ``Missing ...`` failure.
     """
 
     def __init__(
@@ -141,6 +184,7 @@ class FakeBridge:
         self.errors: dict[str, str] = {}
         self.data_errors: dict[str, str] = {}
         self.ignore: set[str] = set()
+        self.unanswered: dict[str, int] = {}
         self.double_reply = False
         self.commands: list[ReceivedCommand] = []
         self.requests: list[dict[str, Any]] = []
@@ -281,9 +325,14 @@ class FakeBridge:
             self.channel,
         ):
             return  # meant for the bridge of another channel
-        answer = self._answers().get(command) if isinstance(command, str) else None
+        if not isinstance(command, str):
+            return
+        answer = self._answers().get(command)
         if answer is None or command in self.ignore:
             return  # the real bridge ignores unknown commands
+        if self.unanswered.get(command, 0) > 0:
+            self.unanswered[command] -= 1
+            return
         reply: dict[str, Any] = {"service": "robot", "command": command, "success": True}
         try:
             if command in self.errors:
@@ -354,7 +403,20 @@ class FakeBridge:
             "searchLibrary": lambda r, a: {
                 "results": self.emit("searchResults", self.search_results)
             },
+            **{name: self._perform(keys) for name, keys in _ROBOT_ACTIONS.items()},
         }
+
+    @staticmethod
+    def _perform(keys: tuple[str, ...]) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
+        """The answer to a command the bridge performs: it needs ``keys`` in ``args``."""
+
+        def answer(request: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+            missing = [key for key in keys if key not in args]
+            if missing:
+                raise ValueError(f"Missing {' and '.join(missing)}")
+            return {"success": True}
+
+        return answer
 
     def _second_answer(self, command: str) -> dict[str, Any]:
         """The shape of the bridge's other handler for the queries it answers twice."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ __all__ = [
     "USERCOUNT",
     "USER_LEAVE",
     "envelope",
+    "numbered",
     "subject",
 ]
 
@@ -76,6 +78,14 @@ def envelope(
 def subject(channel: str, event_name: str) -> str:
     """The subject the bridge publishes ``event_name`` of ``channel`` on."""
     return event_subject(channel, event_name)
+
+
+def numbered(
+    event_name: str, numbers: Iterable[int], *, channel: str = "lounge"
+) -> Iterator[tuple[str, bytes]]:
+    """``(subject, body)`` of one ``event_name`` event per number, payload ``{"n": n}``."""
+    for n in numbers:
+        yield subject(channel, event_name), envelope(event_name, {"n": n}, channel=channel)
 
 
 CHAT_TIME_MS = 1_700_000_000_123

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kryten_sync import KrytenClient
 from tests._nats import NatsServer
 
 #: How long processes still running at the end of the session get to exit by themselves.
@@ -27,6 +28,15 @@ def shared_server() -> Iterator[NatsServer]:
     """One nats-server for a whole module, for tests that leave no state behind."""
     with NatsServer(jetstream=True) as server:
         yield server
+
+
+@pytest.fixture
+def clients() -> Iterator[list[KrytenClient]]:
+    """A list for the clients a test makes; each is disconnected at the end."""
+    made: list[KrytenClient] = []
+    yield made
+    for client in made:
+        client.disconnect()
 
 
 # --- no process may outlive the session -------------------------------------------------

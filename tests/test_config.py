@@ -968,3 +968,89 @@ def test_nkeys_package_required(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "nkeys", None)
     with pytest.raises(ImportError, match="pip install nkeys"):
         NatsConfig(servers=["h:1"], nkeys_seed=str(seed)).connect_options()
+
+
+# --- events and commands ----------------------------------------------------------------
+
+
+def test_events_and_commands_defaults() -> None:
+    cfg = KrytenConfig.from_dict(minimal())
+    events = cfg.events
+    assert (events.durable, events.shared, events.group) == (False, False, None)
+    assert events.stream == "KRYTEN_EVENTS"
+    assert (events.max_age, events.max_bytes, events.max_msgs) == (86400.0, 1024**3, 1_000_000)
+    assert (events.replicas, events.max_deliver, events.ack_wait) == (1, 5, 10.0)
+    assert events.recent_ids == 10_000
+    assert cfg.event_group is None  # core mode: every instance gets every event
+    commands = cfg.commands
+    assert (commands.confirm, commands.confirm_timeout) == (False, None)
+    assert (commands.confirm_attempts, commands.confirm_retry_delay) == (3, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("service", "events", "group"),
+    [
+        ({"name": "My Bot"}, {"durable": True}, "my-bot"),
+        ({"name": "bot"}, {"shared": True, "group": "greeters"}, "greeters"),
+        (None, {"durable": True, "group": "g_1"}, "g_1"),
+        ({"name": "bot"}, {"group": "unused"}, None),  # neither shared nor durable
+    ],
+)
+def test_event_group(service: Any, events: dict[str, Any], group: str | None) -> None:
+    cfg = KrytenConfig.from_dict(minimal(service=service, events=events))
+    assert cfg.event_group == group
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "message"),
+    [
+        (
+            {"events": {"durable": True}},
+            "events.group",
+            "required with events.durable or events.shared when no service is set",
+        ),
+        (
+            {"service": {"name": "bot:1"}, "events": {"shared": True}},
+            "events.group",
+            "service.name cannot name the group (use 1-64 letters, digits, '-' and '_'); "
+            "set events.group",
+        ),
+        ({"events": {"group": "a.b"}}, "events.group", "use 1-64 letters, digits, '-' and '_'"),
+        ({"events": {"stream": "x y"}}, "events.stream", "use 1-64 letters, digits, '-' and '_'"),
+        (
+            {"events": {"ack_wait": 0.5}},
+            "events.ack_wait",
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            {"events": {"max_deliver": 0}},
+            "events.max_deliver",
+            "Input should be greater than or equal to 1",
+        ),
+        ({"events": {"max_bytes": 0}}, "events.max_bytes", "Input should be greater than 0"),
+        (
+            {"strict": True, "events": {"maxage": 1}},
+            "events.maxage",
+            "unknown setting (did you mean 'max_age'?)",
+        ),
+        (
+            {"commands": {"confirm_attempts": 0}},
+            "commands.confirm_attempts",
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            {"commands": {"confirm_timeout": 0}},
+            "commands.confirm_timeout",
+            "Input should be greater than 0",
+        ),
+    ],
+)
+def test_events_and_commands_errors_name_their_path(
+    data: dict[str, Any], path: str, message: str
+) -> None:
+    assert problem_at(invalid(minimal(**data)), path) == message
+
+
+def test_empty_group_and_timeout_mean_unset() -> None:
+    cfg = KrytenConfig.from_dict(minimal(events={"group": " "}, commands={"confirm_timeout": ""}))
+    assert cfg.events.group is None and cfg.commands.confirm_timeout is None

@@ -400,6 +400,9 @@ def test_channels_are_kryten_py_channel_infos(
         "malformed": 0,
         "pending": 0,
         "dropped": 0,
+        "redelivered": 0,
+        "skipped": 0,
+        "duplicates": 0,
     }
     made = ChannelInfo(domain="d", channel="c", subscribed=False, events_received=3)
     assert made.received == 3 and made == "d/c"

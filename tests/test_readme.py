@@ -8,7 +8,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from kryten_sync.config import ChannelConfig, KrytenConfig, MetricsConfig, NatsConfig, ServiceConfig
+from kryten_sync.config import (
+    ChannelConfig,
+    CommandsConfig,
+    EventsConfig,
+    KrytenConfig,
+    MetricsConfig,
+    NatsConfig,
+    ServiceConfig,
+)
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -29,8 +37,11 @@ def test_configuration_reference_names_every_setting() -> None:
         ("channels[].", ChannelConfig),
         ("service.", ServiceConfig),
         ("metrics.", MetricsConfig),
+        ("events.", EventsConfig),
+        ("commands.", CommandsConfig),
     ]
-    sections = {"nats", "channels", "service", "metrics"}  # documented field by field
+    # documented field by field
+    sections = {"nats", "channels", "service", "metrics", "events", "commands"}
     missing = [
         prefix + name
         for prefix, model in prefixes

@@ -260,9 +260,9 @@ class Connection:
     def _run_control(self, job: Callable[[], None]) -> None:
         self.invoke(lambda _: job(), None, self._control_stats)
 
-    def invoke(self, fn: Callable[[Any], None], arg: Any, stats: HandlerStats) -> None:
-        """Call user code on the current worker thread (see :func:`dispatch.invoke`)."""
-        invoke(
+    def invoke(self, fn: Callable[[Any], None], arg: Any, stats: HandlerStats) -> bool:
+        """Call user code on the current worker thread (see :func:`workers.invoke`)."""
+        return invoke(
             fn,
             arg,
             stats=stats,
@@ -294,27 +294,37 @@ class Connection:
         """Subscribe ``subject`` with its own worker thread running ``process``;
         ``confirm`` waits until the server has the subscription."""
         nc = self.nc
-        stats, hstats = SourceStats(), HandlerStats()
-        source: _Source
-        worker: Worker[Item] = Worker(
-            name, lambda x: process(source, x), self.config.handler_queue_size
-        )
-        source = _Source(name, worker, stats, hstats)
+        source = self.start_source(name, process)
+        worker = source.worker
 
         async def cb(msg: Msg) -> None:
             await worker.put(item(msg))
 
-        source.sub = await nc.subscribe(
-            subject,
-            queue=queue,
-            cb=cb,
-            pending_msgs_limit=self.config.nats.pending_msgs_limit,
-            pending_bytes_limit=self.config.nats.pending_bytes_limit,
-        )
-        self._by_sid[source.sub._id] = stats
-        self.sources.append(source)
+        try:
+            source.sub = await nc.subscribe(
+                subject,
+                queue=queue,
+                cb=cb,
+                pending_msgs_limit=self.config.nats.pending_msgs_limit,
+                pending_bytes_limit=self.config.nats.pending_bytes_limit,
+            )
+        except BaseException:
+            self.sources.remove(source)
+            worker.queue.shutdown(drop=True)
+            raise
+        self._by_sid[source.sub._id] = source.stats
         if confirm:
             await confirmed_flush(nc, self.config.request_timeout)
+        return source
+
+    def start_source(self, name: str, process: Callable[[_Source, Item], None]) -> _Source:
+        """A worker thread with counters, counted in health and finished at close."""
+        source: _Source
+        worker: Worker[Item] = Worker(
+            name, lambda x: process(source, x), self.config.handler_queue_size
+        )
+        source = _Source(name, worker, SourceStats(), HandlerStats())
+        self.sources.append(source)
         return source
 
     # -- user threads -----------------------------------------------------------------

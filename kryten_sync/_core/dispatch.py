@@ -4,6 +4,11 @@ The :class:`Dispatcher` owns routing: it subscribes each configured channel (one
 thread each, :mod:`.workers`), decodes each event once, matches handlers by name,
 channel and domain, and runs them in order on the channel's worker, or on the concurrent
 pool for ``concurrent=True`` handlers.
+
+Where a channel's events come from is a :class:`ChannelFeed` the Dispatcher is given:
+core NATS by default (:class:`CoreFeed`; a queue group when instances share the work),
+or a durable JetStream consumer (:mod:`kryten_sync.durable`). A feed hands each message
+to :meth:`Dispatcher.decode` and :meth:`Dispatcher.deliver`; routing stays here.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from typing import Any
 
 from kryten_sync.config import KrytenConfig
 from kryten_sync.errors import MalformedEventError
-from kryten_sync.events import parse_envelope, to_typed_event
+from kryten_sync.events import RawEvent, parse_envelope, to_typed_event
 from kryten_sync.stats import ChannelStatus, HandlerStats, HealthStatus
 from kryten_sync.subjects import channel_events_wildcard, normalize_token
 
 from .feature import Feature, Link, Source
-from .workers import ConcurrentPool, ErrorHook
+from .workers import ConcurrentPool, ErrorHook, Latch
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +78,46 @@ class HandlerRegistry:
         return found
 
 
+class ChannelFeed(Feature):
+    """Where the Dispatcher gets one channel's events. Its feature hooks are called by
+    the Dispatcher (first in ``on_open``, before any :meth:`subscribe`)."""
+
+    async def subscribe(
+        self, link: Link, token: str, subject: str, dispatcher: Dispatcher
+    ) -> Source:
+        """Start feeding the events of ``subject`` (one channel, token ``token``) to
+        ``dispatcher``; the source whose counters health reports (loop thread)."""
+        raise NotImplementedError
+
+
+class CoreFeed(ChannelFeed):
+    """Core NATS: every event while connected; with ``queue``, each event goes to one
+    member of that queue group (no order between members)."""
+
+    def __init__(self, queue: str = "") -> None:
+        self.queue = queue
+
+    async def subscribe(
+        self, link: Link, token: str, subject: str, dispatcher: Dispatcher
+    ) -> Source:
+        return await link.asubscribe(
+            subject,
+            f"events-{token}",
+            dispatcher.process_event,
+            _msg_data,
+            queue=self.queue,
+            confirm=False,  # connect() confirms once, after every feature
+        )
+
+
 class Dispatcher(Feature):
     """The event-dispatch feature: the handler registry, the ``on_error`` hook and the
     disconnect/reconnect callbacks (per client), and each connection's channel
-    subscriptions and concurrent pool."""
+    subscriptions (through ``feed``, core NATS by default) and concurrent pool."""
 
-    def __init__(self, config: KrytenConfig) -> None:
+    def __init__(self, config: KrytenConfig, feed: ChannelFeed | None = None) -> None:
         self.config = config
+        self.feed = feed if feed is not None else CoreFeed(config.event_group or "")
         self.registry = HandlerRegistry()
         self.error_hook: ErrorHook | None = None
         self.disconnect_callbacks: tuple[Callable[[], None], ...] = ()
@@ -96,28 +134,30 @@ class Dispatcher(Feature):
 
     async def on_open(self, link: Link) -> None:
         self._link = link
+        await self.feed.on_open(link)
         sources: dict[str, Source] = {}
         for channel in self.config.channels:
             token = normalize_token(channel.channel)
             if token in sources:  # two configured names, one subject
                 continue
-            sources[token] = await link.asubscribe(
-                channel_events_wildcard(channel.channel),
-                f"events-{token}",
-                self._process_event,
-                _msg_data,
-                confirm=False,  # connect() confirms once, after every feature
-            )
+            subject = channel_events_wildcard(channel.channel)
+            sources[token] = await self.feed.subscribe(link, token, subject, self)
         self.channel_sources = sources
         self._consumer_stats = {source.name: HandlerStats() for source in sources.values()}
 
     def on_disconnect(self, link: Link) -> None:
+        self.feed.on_disconnect(link)
         self._run_callbacks(link, self.disconnect_callbacks)
 
     def on_reconnect(self, link: Link) -> None:
+        self.feed.on_reconnect(link)
         self._run_callbacks(link, self.reconnect_callbacks)
 
+    async def before_close(self, link: Link, reason: str) -> None:
+        await self.feed.before_close(link, reason)
+
     def after_close(self, link: Link) -> None:
+        self.feed.after_close(link)
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
@@ -133,36 +173,47 @@ class Dispatcher(Feature):
 
     # -- a channel's worker ------------------------------------------------------------
 
-    def _process_event(self, source: Source, data: bytes) -> None:
+    def process_event(self, source: Source, data: bytes) -> None:
         """Decode one bridge event and run its handlers (on the channel's worker); timed
         for ``health().avg_event_latency_ms``."""
         start = time.perf_counter()
-        self._route(source, data)
+        raw = self.decode(source, data)
+        if raw is not None:
+            self.deliver(source, raw)
         stats = source.stats
         stats.event_seconds += time.perf_counter() - start
         stats.last_event = time.time()
 
-    def _route(self, source: Source, data: bytes) -> None:
-        link = self._link
-        if link is None:
-            return
+    def decode(self, source: Source, data: bytes) -> RawEvent | None:
+        """The event in ``data``, counted; None (counted, logged) when malformed."""
         stats = source.stats
         try:
             raw = parse_envelope(data)
         except MalformedEventError as exc:
             stats.malformed += 1
-            link.log.limited(
-                "malformed", "dropped a malformed event on %s: %s", source.name, exc.reason
-            )
-            return
+            link = self._link
+            if link is not None:
+                link.log.limited(
+                    "malformed", "dropped a malformed event on %s: %s", source.name, exc.reason
+                )
+            return None
         stats.received += 1
-        name = raw.event_name.lower()
         stats.by_event[raw.event_name] = stats.by_event.get(raw.event_name, 0) + 1
-        handlers = self.registry.for_event(name)
+        return raw
+
+    def deliver(self, source: Source, raw: RawEvent, *, wait: bool = False) -> bool:
+        """Run the handlers matching ``raw``; whether none raised. ``concurrent=True``
+        handlers run on the pool; ``wait`` waits for them too (and counts them)."""
+        link = self._link
+        if link is None:
+            return True
+        handlers = self.registry.for_event(raw.event_name.lower())
         if not handlers:
-            return
+            return True
         event = to_typed_event(raw)
         channel = domain = None
+        latch = Latch() if wait else None
+        ok = True
         for handler in handlers:
             if handler.channel is not None:
                 channel = channel if channel is not None else normalize_token(raw.channel)
@@ -173,12 +224,14 @@ class Dispatcher(Feature):
                 if handler.domain != domain:
                     continue
             if handler.concurrent:
-                self._concurrent_pool().submit(functools.partial(link.invoke, handler.fn, event))
+                job = functools.partial(link.invoke, handler.fn, event)
+                self._concurrent_pool().submit(job if latch is None else latch.wrap(job))
             elif handler.consumer:
                 uncounted = self._consumer_stats.get(source.name) or HandlerStats()
-                link.invoke(handler.fn, event, uncounted)
+                ok = link.invoke(handler.fn, event, uncounted) and ok
             else:
-                link.invoke(handler.fn, event, source.handler_stats)
+                ok = link.invoke(handler.fn, event, source.handler_stats) and ok
+        return ok if latch is None else latch.wait() and ok
 
     def _concurrent_pool(self) -> ConcurrentPool:
         pool = self._pool

@@ -91,6 +91,12 @@ class Link(Protocol):
         """A worker thread the connection finishes at close (loop thread)."""
         ...
 
+    def start_source(self, name: str, process: Callable[[Source, Item], None]) -> Source:
+        """A source without a subscription: a worker thread running ``process(source,
+        item)`` for each item put to it, counted in health, finished at close (loop
+        thread)."""
+        ...
+
     async def astop_worker(self, worker: Worker[Any], caller: threading.Thread | None) -> None:
         """Let ``worker`` finish its queue, then forget it (loop thread)."""
         ...
@@ -99,9 +105,9 @@ class Link(Protocol):
         """Run ``job()`` (user code) on the control worker; False when its queue is full."""
         ...
 
-    def invoke(self, fn: Callable[[Any], None], arg: Any, stats: HandlerStats) -> None:
+    def invoke(self, fn: Callable[[Any], None], arg: Any, stats: HandlerStats) -> bool:
         """Call user code on the current worker thread: counted, timed, errors logged
-        and passed to the ``on_error`` hook."""
+        and passed to the ``on_error`` hook; whether it returned normally."""
         ...
 
     def handler_stats(self) -> HandlerStats:

@@ -50,8 +50,11 @@ def invoke(
     log: RateLimitedLog,
     on_error: ErrorHook | None,
     slow_after: float,
-) -> None:
-    """Call one handler: errors are logged with traceback, counted and passed to on_error."""
+) -> bool:
+    """Call one handler: errors are logged with traceback, counted and passed to on_error.
+
+    Returns whether the handler returned normally.
+    """
     start = time.perf_counter()
     try:
         fn(arg)
@@ -68,6 +71,9 @@ def invoke(
                 on_error(exc, arg)
             except BaseException:
                 log.logger.exception("on_error hook raised while handling %r", exc)
+        return False
+    else:
+        return True
     finally:
         elapsed = time.perf_counter() - start
         stats.observe(elapsed)
@@ -149,7 +155,7 @@ class ConcurrentPool:
 
     def __init__(self, size: int, maxsize: int) -> None:
         self._size = size
-        self._queue: queue.Queue[Callable[[HandlerStats], None]] = queue.Queue(maxsize)
+        self._queue: queue.Queue[Callable[[HandlerStats], object]] = queue.Queue(maxsize)
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting for a call
         self._waiting = 0  # calls submitted and not yet taken by a thread
@@ -187,7 +193,7 @@ class ConcurrentPool:
             with self._lock:
                 self._idle += 1
 
-    def submit(self, job: Callable[[HandlerStats], None]) -> None:
+    def submit(self, job: Callable[[HandlerStats], object]) -> None:
         """Queue one call; blocks the (worker) caller while the pool is saturated."""
         with self._lock:
             self._waiting += 1
@@ -204,3 +210,35 @@ class ConcurrentPool:
                 self._queue.put_nowait(_STOP)
             except queue.Full:  # stuck handlers: the daemon threads are abandoned
                 return
+
+
+class Latch:
+    """Waits until every pool job it wrapped has run; ``wait()`` says whether all of
+    them returned True."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = 0
+        self._ok = True
+
+    def wrap(self, job: Callable[[HandlerStats], bool]) -> Callable[[HandlerStats], None]:
+        with self._cond:
+            self._open += 1
+
+        def run(stats: HandlerStats) -> None:
+            ok = False
+            try:
+                ok = job(stats)
+            finally:
+                with self._cond:
+                    self._open -= 1
+                    self._ok = self._ok and ok
+                    self._cond.notify_all()
+
+        return run
+
+    def wait(self) -> bool:
+        with self._cond:
+            while self._open:
+                self._cond.wait()
+            return self._ok

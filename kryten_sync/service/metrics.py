@@ -149,6 +149,14 @@ class ClientCollector:
             "Events waiting for the channel's handlers",
             labels=["channel"],
         )
+        redelivered, skipped, duplicates = (
+            CounterMetricFamily(f"kryten_sync_events_{name}", text, labels=["channel"])
+            for name, text in (
+                ("redelivered", "Durable events delivered again after a failed delivery"),
+                ("skipped", "Durable events skipped after failing on every delivery"),
+                ("duplicate", "Durable events dropped as repeats (same correlation id)"),
+            )
+        )
         commands = CounterMetricFamily(
             "kryten_sync_commands_sent",
             "Commands published to the bridge, per action",
@@ -168,6 +176,9 @@ class ClientCollector:
                 malformed.add_metric([token], stats.malformed)
                 dropped.add_metric([token], stats.dropped)
                 pending.add_metric([token], source.worker.pending)
+                redelivered.add_metric([token], stats.redelivered)
+                skipped.add_metric([token], stats.skipped)
+                duplicates.add_metric([token], stats.duplicates)
             publisher = conn.publisher
             for action, count in publisher.sent_by_tag.copy().items():
                 commands.add_metric([action], count)
@@ -185,7 +196,8 @@ class ClientCollector:
             reconnects = conn.reconnects
             connected = int(conn.is_connected)
             uptime = time.monotonic() - conn.connected_at if conn.connected_at else 0.0
-        yield from (received, malformed, dropped, pending, commands)
+        yield from (received, malformed, dropped, pending, redelivered, skipped, duplicates)
+        yield commands
         yield CounterMetricFamily(
             "kryten_sync_messages_published",
             "Messages handed to NATS (commands included)",

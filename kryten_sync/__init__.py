@@ -64,7 +64,7 @@ from .kv_store import (
     kv_keys,
     kv_put,
 )
-from .raw import Message, Subscription
+from .raw import LostMessage, Message, Subscription
 from .service.lifecycle_events import LifecycleEventPublisher
 from .service.metrics_server import BaseMetricsServer, SimpleMetricsServer
 from .state import ChannelUser, CurrentMedia, Emote, UserMeta, UserProfile
@@ -111,6 +111,7 @@ __all__ = [
     "KvWatch",
     "LifecycleEventPublisher",
     "LoopDiedError",
+    "LostMessage",
     "MalformedEventError",
     "MediaDeletedEvent",
     "MediaInfo",

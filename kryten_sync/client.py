@@ -40,7 +40,7 @@ from .errors import (
 from .eventnames import unknown_event_hint
 from .events import Event
 from .kv import KeyValueFeature
-from .raw import Message, Payload, Subscription, encode_json, encode_message
+from .raw import LostMessage, Message, Payload, Subscription, encode_json, encode_message
 from .sending import CommandSender
 from .service.lifecycle import ServiceLifecycle
 from .service.metrics import Metrics
@@ -209,17 +209,25 @@ class KrytenClient(_EventOverloads):
             self._finalizer.atexit = False
         self.logger.info("connected to %s", ", ".join(self.config.nats.servers_for_display))
 
-    def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> None:
-        """Drain and close the connection; idempotent, callable from any thread.
+    def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> int:
+        """Drain and close the connection; idempotent, callable from any thread, never
+        raises (but WrongThreadError on the client's own loop thread).
 
         Events already received still reach handlers and buffered publishes are sent,
         within ``timeout`` (default ``shutdown_timeout``). Later calls raise
         NotConnectedError.
+
+        Returns how many accepted messages (commands and publishes) this connection
+        never sent: those still buffered when it closed while disconnected, or when it
+        gave up reconnecting, and any nats-py refused. 0 is the normal case, and the
+        result of a call that found nothing to close. Each such message was counted as
+        lost in :meth:`health` and passed to the :meth:`on_lost` hook, which runs on
+        this thread before this returns for the ones written off here.
         """
         with self._lock:
             conn = self._conn
             if conn is None:
-                return
+                return 0
             if conn.loop.in_loop_thread():
                 raise WrongThreadError(
                     "disconnect() called on the client's event-loop thread; it would stall "
@@ -230,13 +238,17 @@ class KrytenClient(_EventOverloads):
                 self._finalizer.detach()
         _exit.untrack(self)
         self._stop_event.set()
-        conn.close(reason, self.config.shutdown_timeout if timeout is None else timeout)
+        lost = conn.close(reason, self.config.shutdown_timeout if timeout is None else timeout)
         self.logger.info("disconnected: %s", reason)
+        return lost
 
     close = disconnect
 
     def _close_at_exit(self) -> None:
-        self.disconnect("Interpreter exit", self.config.exit_timeout)
+        try:
+            self.disconnect("Interpreter exit", self.config.exit_timeout)
+        except Exception:  # an exit hook must not raise
+            self.logger.exception("error while disconnecting at exit")
 
     def __enter__(self) -> KrytenClient:
         self.connect()
@@ -444,6 +456,24 @@ class KrytenClient(_EventOverloads):
         self._dispatcher.error_hook = hook
         return hook
 
+    def on_lost(
+        self, hook: Callable[[list[LostMessage]], None]
+    ) -> Callable[[list[LostMessage]], None]:
+        """Set the hook called as ``hook(messages)`` with the accepted messages that may
+        not have reached NATS, so an application can persist or resend them (decorator).
+
+        Each :class:`LostMessage` has the subject, payload and headers, for commands the
+        action and correlation id, and a ``reason``: ``"not sent"`` (still buffered
+        when the client closed while disconnected or gave up reconnecting, or refused
+        by nats-py) or ``"unconfirmed"`` (written to a connection that dropped before
+        the server confirmed it: it may have arrived; resending may duplicate it).
+        Called on the control worker thread, or for what a :meth:`disconnect` writes
+        off, on the thread calling it. Never on the event loop.
+        """
+        check_sync_callable(hook, "on_lost hook")
+        self._dispatcher.lost_hook = hook
+        return hook
+
     def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` on a worker thread when the connection drops."""
         check_sync_callable(callback, "disconnect callback")
@@ -501,15 +531,22 @@ class KrytenClient(_EventOverloads):
     ) -> None:
         """Publish bytes, str (UTF-8) or a dict/list (JSON) on ``subject``.
 
-        Returns once handed to the connection (order kept per thread); raises
-        PublishError for what can be known now (closed, too large, buffer full while
-        reconnecting). Use :meth:`flush` to wait for the server.
+        Returns once handed to the connection (order kept per thread); while
+        disconnected the message waits in the client until reconnected. Raises
+        PublishError for what can be known now (closed, too large, reconnect buffer
+        full). Use :meth:`flush` to wait for the server; see :meth:`on_lost` for what
+        happens to accepted messages the client cannot send.
         """
         conn = self._require()
-        conn.publisher.put(check_subject(subject), encode_message(data), headers, None)
+        conn.publisher.publish(check_subject(subject), encode_message(data), headers, None)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until the server has processed everything published so far."""
+        """Wait until the server has processed everything published so far.
+
+        While disconnected it waits for the reconnect; raises KrytenTimeoutError naming
+        how many messages still wait, or ClientClosedError naming how many were never
+        sent when the connection closed for good.
+        """
         self._require().flush(self.config.request_timeout if timeout is None else timeout)
 
     def subscribe(

@@ -330,7 +330,11 @@ class NatsConfig(_Model):
     tls_hostname: str | None = None
     tls_handshake_first: bool = False
     connect_timeout: float = Field(5.0, gt=0)
-    reconnect_time_wait: float = Field(2.0, ge=0)
+    # Short: a restarted server is back in well under a second, and every moment
+    # disconnected is events never received (core NATS keeps nothing for us).
+    reconnect_time_wait: float = Field(0.1, ge=0)
+    reconnect_jitter: float = Field(0.1, ge=0)
+    reconnect_buffer_size: int = Field(2 * 1024 * 1024, ge=0)
     max_reconnect_attempts: int = Field(-1, ge=-1)
     ping_interval: float = Field(120, gt=0)
     max_outstanding_pings: int = Field(2, ge=1)

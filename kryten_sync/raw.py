@@ -6,10 +6,11 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from .errors import KrytenValidationError
 
+LostReason = Literal["not sent", "unconfirmed"]
 Payload = bytes | bytearray | memoryview | str | Mapping[str, Any] | list[Any] | None
 
 
@@ -103,3 +104,23 @@ class Subscription:
     def __repr__(self) -> str:
         state = "active" if self.active else "closed"
         return f"<Subscription {self.subject!r} {state}>"
+
+
+@dataclass(frozen=True, slots=True)
+class LostMessage:
+    """A message the client accepted (the call returned) that may not have reached NATS,
+    as handed to the ``on_lost`` hook.
+
+    ``reason`` is ``"not sent"`` when it never left the client (buffered while
+    disconnected when the client closed or gave up reconnecting, or refused by nats-py),
+    or ``"unconfirmed"`` when it was written to a connection that dropped before the
+    server confirmed it: it may have arrived. ``action`` and ``correlation_id`` are set
+    for commands (the correlation id the command method returned), None otherwise.
+    """
+
+    subject: str
+    payload: bytes
+    headers: Mapping[str, str] | None
+    action: str | None
+    correlation_id: str | None
+    reason: LostReason

@@ -15,7 +15,7 @@ from ._core.feature import AttachedFeature
 from ._ratelimit import RateLimiter
 from .commands import Command
 from .config import KrytenConfig
-from .errors import PublishError
+from .errors import KrytenError, PublishError
 from .raw import encode_payload, utc_timestamp
 
 
@@ -50,10 +50,12 @@ class CommandSender(AttachedFeature):
             try:
                 link.publisher.put(subject, payload, None, tag)
                 return
-            except PublishError as exc:
+            except KrytenError as exc:
                 # Only errors raised before nats-py took the message are retried, so a
                 # command that was accepted is never sent twice.
-                if not exc.retryable or attempt >= self.config.retry_attempts:
+                retry = isinstance(exc, PublishError) and exc.retryable
+                if not retry or attempt >= self.config.retry_attempts:
+                    link.publisher.count_error()  # one per call, not per attempt
                     raise
                 time.sleep(self.config.retry_delay * 2**attempt)
                 attempt += 1

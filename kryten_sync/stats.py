@@ -262,6 +262,10 @@ class _SourceLike(Protocol):
 class _ConnectionLike(Protocol):
     connected_at: float
     reconnects: int
+    last_gap_seconds: float
+
+    @property
+    def disconnected_seconds(self) -> float: ...
 
     @property
     def state(self) -> str: ...
@@ -277,6 +281,13 @@ class _PublisherLike(Protocol):
     sent: int
     errors: int
     sent_by_tag: dict[str, int]
+    lost: int
+    commands_lost: int
+    unconfirmed: int
+    commands_unconfirmed: int
+
+    @property
+    def buffered(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -305,11 +316,26 @@ class HealthStatus:
     avg_event_latency_ms: float = 0.0
     last_event_time: datetime | None = None
     handlers_registered: int = 0
+    # Accepted (the call returned) but never sent: buffered when the client closed
+    # while disconnected or gave up reconnecting, or refused by nats-py. Never counted
+    # in messages_published / commands_sent.
+    messages_lost: int = 0
+    commands_lost: int = 0
+    # Written to a connection that dropped before the server confirmed them: may be lost.
+    messages_unconfirmed: int = 0
+    commands_unconfirmed: int = 0
+    messages_buffered: int = 0  # accepted, waiting for the connection
+    events_dropped: int = 0  # events the client discarded (handlers too slow, or closing)
+    disconnected_seconds: float = 0.0  # time disconnected since connecting
+    last_disconnect_seconds: float = 0.0  # the last outage that ended in a reconnect
 
     @property
     def errors(self) -> int:
-        """Every error counted: handler exceptions, malformed events, failed publishes."""
-        return self.handler_errors + self.malformed_events + self.publish_errors
+        """Every error counted: handler exceptions, malformed events, failed publishes
+        and accepted messages never sent."""
+        return (
+            self.handler_errors + self.malformed_events + self.publish_errors + self.messages_lost
+        )
 
     @classmethod
     def disconnected(cls, channels: list[ChannelStatus], handlers_registered: int) -> HealthStatus:
@@ -345,6 +371,7 @@ class HealthStatus:
         unique = {c.token: c for c in channels}.values()
         received = sum(s.received + s.malformed for s in sources)
         last = max((s.last_event for s in sources), default=0.0)
+        publisher = conn.publisher
         return cls(
             connected=conn.is_connected,
             state=conn.state,
@@ -365,6 +392,14 @@ class HealthStatus:
             ),
             last_event_time=datetime.fromtimestamp(last, UTC) if last else None,
             handlers_registered=handlers_registered,
+            messages_lost=publisher.lost,
+            commands_lost=publisher.commands_lost,
+            messages_unconfirmed=publisher.unconfirmed,
+            commands_unconfirmed=publisher.commands_unconfirmed,
+            messages_buffered=publisher.buffered,
+            events_dropped=sum(c.dropped for c in unique),
+            disconnected_seconds=conn.disconnected_seconds,
+            last_disconnect_seconds=conn.last_gap_seconds,
         )
 
     def to_dict(self) -> dict[str, object]:

@@ -721,15 +721,17 @@ class MockKrytenClient(KrytenClient):
                 self._mock_running = True
         super().connect()
 
-    def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> None:
-        """Disconnect, then stop the fake bridges and the loopback server."""
-        super().disconnect(reason, timeout)
+    def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> int:
+        """Disconnect, then stop the fake bridges and the loopback server; returns what
+        :meth:`KrytenClient.disconnect` returns."""
+        lost = super().disconnect(reason, timeout)
         with self._mock_lock:
             if self._mock_running:
                 self._mock_running = False
                 for bridge in self.bridges:
                     bridge.stop()
                 self._mock_server.stop()
+        return lost
 
     close = disconnect
 

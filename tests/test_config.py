@@ -74,7 +74,9 @@ def test_defaults() -> None:
     assert n.tls_ca is n.tls_cert is n.tls_key is n.tls_hostname is None
     assert n.tls_handshake_first is False
     assert n.connect_timeout == 5.0
-    assert n.reconnect_time_wait == 2.0
+    assert n.reconnect_time_wait == 0.1
+    assert n.reconnect_jitter == 0.1
+    assert n.reconnect_buffer_size == 2 * 1024 * 1024
     assert n.max_reconnect_attempts == -1
     assert n.ping_interval == 120
     assert n.max_outstanding_pings == 2
@@ -801,7 +803,7 @@ def test_connect_options_minimal() -> None:
         "name": "kryten-sync",
         "tls_handshake_first": False,
         "connect_timeout": 5.0,
-        "reconnect_time_wait": 2.0,
+        "reconnect_time_wait": 0.1,
         "max_reconnect_attempts": -1,
         "ping_interval": 120,
         "max_outstanding_pings": 2,

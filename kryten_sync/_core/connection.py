@@ -14,7 +14,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
-import math
+import random
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -27,19 +27,22 @@ from nats.aio.msg import Msg
 
 from kryten_sync.config import KrytenConfig
 from kryten_sync.errors import (
+    ClientClosedError,
+    ForkedProcessError,
     KrytenConnectionError,
     KrytenError,
+    KrytenTimeoutError,
     describe_connect_error,
     is_fatal_connect_error,
     raise_translated,
 )
-from kryten_sync.raw import Message, Subscription
+from kryten_sync.raw import LostReason, Message, Subscription
 from kryten_sync.stats import HandlerStats, RateLimitedLog, SourceStats
 
 from .dispatch import Dispatcher
 from .feature import Feature
 from .loop import LoopThread
-from .publish import Publisher
+from .publish import Publisher, _Item, confirmed_flush, lost_messages
 from .workers import Worker, invoke
 
 T = TypeVar("T")
@@ -56,18 +59,6 @@ class _Source:
     stats: SourceStats
     handler_stats: HandlerStats
     sub: Any = None  # nats.aio.subscription.Subscription
-
-
-async def confirmed_flush(nc: NATS, timeout: float) -> None:
-    """``nc.flush()`` that really follows everything sent before it.
-
-    nats-py 2.16's ``flush()`` writes its PING straight to the socket, ahead of commands
-    still in its pending buffer (SUBs, PUBs), so the PONG can come back before the server
-    has seen them (measured: 17 of 300 messages published right after a subscribe were
-    missed). Push the pending buffer out first.
-    """
-    await nc._flush_pending(force_flush=True)
-    await nc.flush(max(1, math.ceil(timeout)))
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -90,7 +81,10 @@ class Connection:
         self.logger = logger
         self.log = RateLimitedLog(logger)
         self.loop = LoopThread()
-        self.publisher = Publisher(self.loop, self.log, config.request_timeout)
+        self.publisher = Publisher(
+            self.loop, self.log, config.request_timeout, config.nats.reconnect_buffer_size
+        )
+        self.publisher.on_refused = lambda items: self._report_lost(items, "not sent")
         self.dispatcher = dispatcher
         self.features: tuple[Feature, ...] = (dispatcher, *features)
         self._closed_for_good = closed_for_good
@@ -105,6 +99,9 @@ class Connection:
         self.connected_at = 0.0
         # Loop-owned counters.
         self.reconnects = 0
+        self.last_gap_seconds = 0.0  # how long the last completed outage lasted
+        self._gaps_total = 0.0
+        self._down_since: float | None = None
         self._state = "connecting"
 
     @property
@@ -145,6 +142,7 @@ class Connection:
 
         async def error_cb(exc: Exception) -> None:
             if not self._opening:
+                self._jitter_reconnect_wait(nc)
                 self._on_nats_error(exc)
                 return
             failures.append(exc)
@@ -209,6 +207,14 @@ class Connection:
 
     # -- nats-py callbacks (loop thread) ----------------------------------------
 
+    def _jitter_reconnect_wait(self, nc: NATS) -> None:
+        # nats-py has no jitter of its own. It calls error_cb after each failed attempt
+        # and reads the wait from its options before the next one: a fresh random wait
+        # each time keeps clients restarted together from retrying in lockstep.
+        nats_config = self.config.nats
+        jitter = random.uniform(0.0, nats_config.reconnect_jitter)
+        nc.options["reconnect_time_wait"] = nats_config.reconnect_time_wait + jitter
+
     def _on_nats_error(self, exc: Exception) -> None:
         if isinstance(exc, nats.errors.SlowConsumerError):
             stats = self._by_sid.get(exc.sid)
@@ -225,23 +231,72 @@ class Connection:
     async def _on_disconnected(self) -> None:
         if self._opening or self.closing:
             return
+        if self._down_since is None:
+            self._down_since = time.monotonic()
         self._state = "reconnecting"
-        self.logger.warning("disconnected from NATS; reconnecting")
+        unconfirmed = self.publisher.connection_lost()
+        if unconfirmed:
+            self.logger.warning(
+                "disconnected from NATS; reconnecting. %d messages written just before "
+                "were not confirmed by the server and may be lost (counted as unconfirmed)",
+                len(unconfirmed),
+            )
+            self._report_lost(unconfirmed, "unconfirmed")
+        else:
+            self.logger.warning("disconnected from NATS; reconnecting")
         self._each_feature("on_disconnect", lambda f: f.on_disconnect(self))
 
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
         self._state = "connected"
+        gap = 0.0
+        if self._down_since is not None:
+            gap = time.monotonic() - self._down_since
+            self._down_since = None
+            self._gaps_total += gap
+            self.last_gap_seconds = gap
         url = self._nc.connected_url if self._nc is not None else None
         if url is not None:  # hostname:port, not netloc: that would carry user:password@
-            self.logger.info("reconnected to %s:%s", url.hostname, url.port)
+            self.logger.info(
+                "reconnected to %s:%s after %.2f s disconnected (events published "
+                "meanwhile were not received)",
+                url.hostname,
+                url.port,
+                gap,
+            )
+        self.publisher.resume()
         self._each_feature("on_reconnect", lambda f: f.on_reconnect(self))
 
     async def _on_closed(self) -> None:
         self._state = "closed"
         if not self._opening and not self.closing:
-            self.logger.error("NATS connection closed for good (reconnect attempts exhausted)")
+            not_sent, unconfirmed = self.publisher.close()
+            self.logger.error(
+                "NATS connection closed for good (reconnect attempts exhausted)%s",
+                _unsent_note(len(not_sent)),
+            )
+            self._report_lost(not_sent, "not sent")
+            self._report_lost(unconfirmed, "unconfirmed")
             self._closed_for_good()
+
+    @property
+    def disconnected_seconds(self) -> float:
+        """Time spent disconnected since connecting, the current outage included."""
+        down_since = self._down_since
+        ongoing = time.monotonic() - down_since if down_since is not None else 0.0
+        return self._gaps_total + ongoing
+
+    def _report_lost(self, items: list[_Item], reason: LostReason, *, here: bool = False) -> None:
+        """Hand written-off messages to the on_lost hook: on the control worker, or
+        ``here`` on the calling (user) thread."""
+        hook = self.dispatcher.lost_hook
+        if not items or hook is None:
+            return
+        messages = lost_messages(items, reason)
+        if here:
+            self.invoke(hook, messages, self._control_stats)
+        elif not self.run_job(lambda: hook(messages)):
+            self.log.limited("control-full", "control queue full; an on_lost call was skipped")
 
     def _each_feature(self, hook: str, call: Callable[[Feature], None]) -> None:
         for feature in self.features:
@@ -368,7 +423,7 @@ class Connection:
             raise_translated(exc, what)
 
     def respond(self, reply: str, payload: bytes) -> None:
-        self.publisher.put(reply, payload, None, None)
+        self.publisher.publish(reply, payload, None, None)
 
     def request(
         self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None
@@ -387,36 +442,55 @@ class Connection:
     def flush(self, timeout: float) -> None:
         """Wait until the server has everything published so far; never succeeds while
         disconnected (nats-py's flush would)."""
+        publisher = self.publisher
 
         async def aflush() -> None:
             nc = self.nc
-            await self.publisher.drain()
             deadline = time.monotonic() + timeout
-            while not nc.is_connected:
-                if nc.is_closed:
-                    raise nats.errors.ConnectionClosedError
-                if time.monotonic() >= deadline:
-                    raise TimeoutError
-                await asyncio.sleep(0.02)
-            await confirmed_flush(nc, deadline - time.monotonic())
+            while True:
+                while not nc.is_connected:
+                    if nc.is_closed:
+                        raise ClientClosedError(
+                            f"flush: the connection is closed{_unsent_note(publisher.lost)}"
+                        )
+                    if time.monotonic() >= deadline:
+                        raise KrytenTimeoutError(
+                            f"flush: still disconnected after {timeout:g} s; "
+                            f"{publisher.buffered} messages wait to be sent"
+                        )
+                    await asyncio.sleep(0.02)
+                await publisher.drain()
+                remaining = max(0.0, deadline - time.monotonic())
+                if await asyncio.wait_for(publisher.confirm(), remaining):
+                    return
 
         self.call(aflush(), "flush (nothing flushed unless connected)", timeout + 1.0)
 
     # -- closing -------------------------------------------------------------------
 
-    def close(self, reason: str, timeout: float) -> None:
-        """Drain and close; bounded by ``timeout``; callable from any user thread."""
+    def close(self, reason: str, timeout: float) -> int:
+        """Drain and close; bounded by ``timeout``; callable from any user thread.
+
+        Returns how many accepted messages were never sent (buffered while disconnected,
+        or refused); they go to the on_lost hook on this thread before it returns.
+        """
         loop = self.loop
         caller = threading.current_thread()
         try:
             loop.check_usable()
+        except ForkedProcessError:
+            # The parent still owns the connection and its buffered messages.
+            loop.closing = True
+            self._abandon_workers()
+            self._after_close()
+            return 0
         except Exception:
             loop.closing = True
             loop.cancel_inflight()
             loop.stop(0.5)
             self._abandon_workers()
             self._after_close()
-            return
+            return self._write_off_at_close()
         self.closing = True
         deadline = time.monotonic() + timeout
         fut = asyncio.run_coroutine_threadsafe(self._aclose(reason, deadline, caller), loop.loop)
@@ -430,6 +504,22 @@ class Connection:
         except Exception:
             self.logger.exception("error while disconnecting")
         loop.stop(max(0.1, deadline - time.monotonic()) + 1.0)
+        return self._write_off_at_close()
+
+    def _write_off_at_close(self) -> int:
+        """What the closed connection never sent or confirmed: counted, logged and
+        reported on this thread (the loop has stopped); the number never sent."""
+        not_sent, unconfirmed = self.publisher.close()
+        if not_sent:
+            self.logger.warning("closed while disconnected%s", _unsent_note(len(not_sent)))
+        if unconfirmed:
+            self.logger.warning(
+                "closed: %d messages were not confirmed by the server and may be lost",
+                len(unconfirmed),
+            )
+        self._report_lost(not_sent, "not sent", here=True)
+        self._report_lost(unconfirmed, "unconfirmed", here=True)
+        return self.publisher.lost
 
     def _abandon_workers(self) -> None:
         """End the worker threads without the loop (it is gone)."""
@@ -452,17 +542,14 @@ class Connection:
                 await asyncio.wait_for(feature.before_close(self, reason), remaining())
             except Exception:
                 self.logger.exception("shutdown hook of %s failed", type(feature).__name__)
-        await self.publisher.drain()
         nc = self._nc
         if nc is not None:
             try:
                 if nc.is_connected:
+                    await self.publisher.drain()
+                    # Confirmed now, so nothing sent is counted "unconfirmed" at close.
+                    await asyncio.wait_for(self.publisher.confirm(), remaining())
                     await asyncio.wait_for(nc.drain(), remaining())
-                elif nc.pending_data_size:
-                    self.logger.warning(
-                        "closing while disconnected: %d buffered bytes of publishes are lost",
-                        nc.pending_data_size,
-                    )
             except Exception as exc:
                 self.logger.warning("draining the NATS connection failed: %r", exc)
             finally:
@@ -493,3 +580,10 @@ class Connection:
     def is_connected(self) -> bool:
         nc = self._nc
         return nc is not None and nc.is_connected and not self.closing and self.loop.alive
+
+
+def _unsent_note(count: int) -> str:
+    """``": N messages were not sent (...)"``, or nothing when ``count`` is 0."""
+    if not count:
+        return ""
+    return f": {count} accepted messages were not sent (counted as lost, passed to on_lost)"

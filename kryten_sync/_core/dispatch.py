@@ -23,6 +23,7 @@ from typing import Any
 from kryten_sync.config import KrytenConfig
 from kryten_sync.errors import MalformedEventError
 from kryten_sync.events import RawEvent, parse_envelope, to_typed_event
+from kryten_sync.raw import LostMessage
 from kryten_sync.stats import ChannelStatus, HandlerStats, HealthStatus
 from kryten_sync.subjects import channel_events_wildcard, normalize_token
 
@@ -111,8 +112,8 @@ class CoreFeed(ChannelFeed):
 
 
 class Dispatcher(Feature):
-    """The event-dispatch feature: the handler registry, the ``on_error`` hook and the
-    disconnect/reconnect callbacks (per client), and each connection's channel
+    """The event-dispatch feature: the handler registry, the ``on_error`` and ``on_lost``
+    hooks and the disconnect/reconnect callbacks (per client), and each connection's channel
     subscriptions (through ``feed``, core NATS by default) and concurrent pool."""
 
     def __init__(self, config: KrytenConfig, feed: ChannelFeed | None = None) -> None:
@@ -120,6 +121,7 @@ class Dispatcher(Feature):
         self.feed = feed if feed is not None else CoreFeed(config.event_group or "")
         self.registry = HandlerRegistry()
         self.error_hook: ErrorHook | None = None
+        self.lost_hook: Callable[[list[LostMessage]], None] | None = None
         self.disconnect_callbacks: tuple[Callable[[], None], ...] = ()
         self.reconnect_callbacks: tuple[Callable[[], None], ...] = ()
         # Per connection.

@@ -55,6 +55,7 @@ class Link(Protocol):
     publisher: Publisher
     reconnects: int
     connected_at: float
+    last_gap_seconds: float
 
     @property
     def nc(self) -> NATS:
@@ -66,6 +67,9 @@ class Link(Protocol):
 
     @property
     def closing(self) -> bool: ...
+
+    @property
+    def disconnected_seconds(self) -> float: ...
 
     @property
     def state(self) -> str: ...

@@ -195,7 +195,7 @@ class ServiceLifecycle(Feature):
         service = self._config.service
         initiator = service.name if service is not None else _DEFAULT_INITIATOR
         notice = restart_notice(initiator, reason, delay_seconds, {})
-        self._require().publisher.put(GROUP_RESTART, encode_payload(notice), None, None)
+        self._require().publisher.publish(GROUP_RESTART, encode_payload(notice), None, None)
 
     def announce(self) -> None:
         """Re-publish the startup message now (e.g. after :meth:`set_metadata`)."""

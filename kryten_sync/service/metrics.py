@@ -166,7 +166,8 @@ class ClientCollector:
             "kryten_sync_handler_duration_seconds", "Run time of handler calls"
         )
         sent = errors = handler_errors = reconnects = connected = 0
-        uptime = 0.0
+        lost = commands_lost = unconfirmed = buffered = 0
+        uptime = disconnected = 0.0
         if conn is not None:
             for token, source in list(dispatcher.channel_sources.items()):
                 stats = source.stats
@@ -183,6 +184,9 @@ class ClientCollector:
             for action, count in publisher.sent_by_tag.copy().items():
                 commands.add_metric([action], count)
             sent, errors = publisher.sent, publisher.errors
+            lost, commands_lost = publisher.lost, publisher.commands_lost
+            unconfirmed, buffered = publisher.unconfirmed, publisher.buffered
+            disconnected = conn.disconnected_seconds
             handlers = dispatcher.handler_stats(conn)
             handler_errors = handlers.errors
             cumulative = 0
@@ -204,7 +208,34 @@ class ClientCollector:
             value=sent,
         )
         yield CounterMetricFamily(
-            "kryten_sync_publish_errors", "Publishes that failed", value=errors
+            "kryten_sync_publish_errors",
+            "Publish and command calls that raised (one per call, retries included)",
+            value=errors,
+        )
+        yield CounterMetricFamily(
+            "kryten_sync_messages_lost",
+            "Accepted messages never sent (closed or gave up while disconnected, or "
+            "refused); each went to the on_lost hook",
+            value=lost,
+        )
+        yield CounterMetricFamily(
+            "kryten_sync_commands_lost", "Accepted commands never sent", value=commands_lost
+        )
+        yield CounterMetricFamily(
+            "kryten_sync_messages_unconfirmed",
+            "Messages written to a connection that dropped before the server confirmed "
+            "them (may be lost)",
+            value=unconfirmed,
+        )
+        yield GaugeMetricFamily(
+            "kryten_sync_messages_buffered",
+            "Accepted messages waiting for the connection",
+            value=buffered,
+        )
+        yield CounterMetricFamily(
+            "kryten_sync_disconnected_seconds",
+            "Time spent disconnected from NATS (events published meanwhile are missed)",
+            value=disconnected,
         )
         yield CounterMetricFamily(
             "kryten_sync_handler_errors", "Handler calls that raised", value=handler_errors

@@ -78,6 +78,8 @@ class NatsServer:
     def start(self, timeout: float = 10.0) -> NatsServer:
         conf = self._write_config()
         log = self.log_path.open("ab")
+        # A restart appends to the same log: only this run's lines say it is ready.
+        offset = log.tell()
         self.proc = subprocess.Popen(
             [find_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
         )
@@ -86,8 +88,10 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server exited: {self.log_path.read_text()[-2000:]}")
-            if "Server is ready" in self.log_path.read_text(errors="replace"):
-                return self
+            with self.log_path.open("rb") as current:
+                current.seek(offset)
+                if b"Server is ready" in current.read():
+                    return self
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"nats-server did not start: {self.log_path.read_text()[-2000:]}")
@@ -102,6 +106,13 @@ class NatsServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, whatever the server had not written is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
         self.proc = None
 
     def restart(self) -> None:

@@ -587,7 +587,7 @@ def test_commands_during_outage_are_delivered_after_reconnect(server: NatsServer
     client.connect()
     try:
         # The client's own subscriptions observe what it sends: nats-py replays SUBs
-        # before the buffered publishes, so nothing races the reconnect.
+        # before the client sends what it buffered, so nothing races the reconnect.
         client.subscribe(CHAT_SUBJECT, lambda m: commands.append(m.json()["data"]["message"]))
         client.subscribe("outage.raw", lambda m: raw.append(int(m.data)))
         client.flush()
@@ -623,7 +623,7 @@ def test_commands_during_outage_are_delivered_after_reconnect(server: NatsServer
                 except PublishError as exc:
                     failures.append(exc)
         assert client.is_connected is False, "the server came back on its own?"
-        # 100 small commands fit nats-py's reconnect buffer: none should fail.
+        # 100 small commands fit the reconnect buffer: none should fail.
         assert failures == []
 
         server.start()
@@ -657,7 +657,7 @@ def test_outage_overflow_raises_publish_error_for_each_message_not_buffered(
         client.flush()
         server.stop()
         wait_until(lambda: not client.is_connected, 5.0, "the disconnect")
-        # 30 x 100 KB exceed nats-py's ~2 MiB reconnect buffer.
+        # 30 x 100 KB exceed the 2 MiB reconnect buffer (nats.reconnect_buffer_size).
         accepted: list[bytes] = []
         refused: list[PublishError] = []
         for i in range(30):

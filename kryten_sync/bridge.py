@@ -43,7 +43,7 @@ from .errors import (
     NoRespondersError,
     NotConnectedError,
 )
-from .raw import Message, Payload, encode_json, encode_message, utc_timestamp
+from .raw import Message, Payload, check_headers, encode_json, encode_message, utc_timestamp
 from .subjects import ROBOT_COMMAND, check_subject, service_command_subject, user_level_subject
 
 if TYPE_CHECKING:
@@ -108,7 +108,8 @@ class Bridge(AttachedFeature):
         """Send a request and return the reply message (the client's ``request_message``)."""
         link = self.require()
         wait = self.config.request_timeout if timeout is None else timeout
-        return link.request(check_subject(subject), encode_message(data), wait, headers)
+        payload = encode_message(data)
+        return link.request(check_subject(subject), payload, wait, check_headers(headers))
 
     # --- plumbing -------------------------------------------------------------------
 

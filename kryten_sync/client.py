@@ -11,6 +11,7 @@ feature plugged into it (:mod:`kryten_sync._core.feature`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -40,14 +41,22 @@ from .errors import (
 from .eventnames import unknown_event_hint
 from .events import Event
 from .kv import KeyValueFeature
-from .raw import LostMessage, Message, Payload, Subscription, encode_json, encode_message
+from .raw import (
+    LostMessage,
+    Message,
+    Payload,
+    Subscription,
+    check_headers,
+    encode_json,
+    encode_message,
+)
 from .sending import CommandSender
 from .service.lifecycle import ServiceLifecycle
 from .service.metrics import Metrics
 from .state import ChannelState, Emote
 from .stats import ChannelInfo, HealthStatus
 from .streams import EventStream, Predicate
-from .subjects import check_subject, normalize_token, token
+from .subjects import channel_token, check_subject, normalize_token, subject_piece, token
 
 if TYPE_CHECKING:
     from ._event_overloads import EventOverloads as _EventOverloads
@@ -123,8 +132,10 @@ def _handler(
     return Handler(
         fn,
         event.strip().lower(),
-        token(channel, "channel filter") if channel is not None else None,
-        token(domain, "domain filter") if domain is not None else None,
+        channel_token(channel, "channel filter") if channel is not None else None,
+        token(subject_piece(domain, "domain filter"), "domain filter")
+        if domain is not None
+        else None,
         concurrent,
         consumer,
     )
@@ -151,6 +162,7 @@ class KrytenClient(_EventOverloads):
         self._run_stop = threading.Event()  # set by stop(), cleared by the run() it ends
         self._stopped_by: threading.Thread | None = None  # the thread of the pending stop
         self._conn: Connection | None = None
+        self._final_health: HealthStatus | None = None  # of the last connection
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.RLock()
         self._stop_signal: str | None = None
@@ -201,6 +213,7 @@ class KrytenClient(_EventOverloads):
             )
             conn.open()
             self._conn = conn
+            self._final_health = None
             self._stop_event.clear()
             _exit.track(self._close_at_exit)
             # A client dropped while connected (a re-run notebook cell) is closed, not
@@ -239,6 +252,8 @@ class KrytenClient(_EventOverloads):
         _exit.untrack(self)
         self._stop_event.set()
         lost = conn.close(reason, self.config.shutdown_timeout if timeout is None else timeout)
+        final = self._dispatcher.health(conn)
+        self._final_health = dataclasses.replace(final, connected=False, state="disconnected")
         self.logger.info("disconnected: %s", reason)
         return lost
 
@@ -538,7 +553,8 @@ class KrytenClient(_EventOverloads):
         happens to accepted messages the client cannot send.
         """
         conn = self._require()
-        conn.publisher.publish(check_subject(subject), encode_message(data), headers, None)
+        payload = encode_message(data)
+        conn.publisher.publish(check_subject(subject), payload, check_headers(headers), None)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the server has processed everything published so far.
@@ -798,8 +814,14 @@ class KrytenClient(_EventOverloads):
         return self._dispatcher.channel_statuses()
 
     def health(self) -> HealthStatus:
-        """A snapshot of the connection state and the counters."""
-        return self._dispatcher.health(self._conn)
+        """A snapshot of the connection state and the counters; after ``disconnect()``,
+        the last connection's final counters (lost messages, dropped events included)
+        until the next ``connect()``."""
+        conn = self._conn
+        final = self._final_health
+        if conn is None and final is not None:
+            return final
+        return self._dispatcher.health(conn)
 
     # -- lifecycle, health and metrics (service/) -------------------------
 

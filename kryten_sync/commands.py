@@ -39,7 +39,7 @@ from ._validate import (
     type_name,
 )
 from .errors import KrytenValidationError
-from .subjects import command_subject, normalize_token, token
+from .subjects import channel_token, command_subject, normalize_token
 
 RANK_GUEST: Final = 0.0
 RANK_REGISTERED: Final = 1.0
@@ -195,7 +195,10 @@ def _require_uid(method: str, name: str, value: object) -> int:
 def _require_code(method: str, name: str, value: object) -> str:
     """Channel CSS/JS: any str (empty clears it) of at most 20 KiB as UTF-8."""
     text = require_text(method, name, value, allow_empty=True)
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        fail(method, name, f"has text that is not valid Unicode: {exc}", cause=exc)
     if size > MAX_CHANNEL_CODE_BYTES:
         fail(method, name, f"is {size} bytes as UTF-8, over the {MAX_CHANNEL_CODE_BYTES} limit")
     return text
@@ -249,7 +252,7 @@ def _make(method: str, channel: str, domain: str | None, /, **data: Any) -> Comm
             f"(always {list(spec.keys)}, optionally {list(spec.optional_keys)})"
         )
     try:
-        token(channel, "channel")
+        channel_token(channel)
     except KrytenValidationError as exc:
         raise KrytenValidationError(f"{method}: {exc}") from exc
     if domain is not None:

@@ -6,8 +6,8 @@ Messages never quote input values, so a password can't leak through an error or 
 
 Unknown keys are ignored with one :class:`~kryten_sync.errors.ConfigWarning` listing them
 (kryten-py ignores them silently), or are errors with ``strict: true``. A key is named
-only when it looks like a setting name (lowercase words) or is close to one; any other
-key could be a secret pasted in the wrong place and is counted, not shown.
+only when it is close to a setting name (a likely typo); any other key could be a
+secret pasted in the wrong place and is counted, not shown.
 """
 
 from __future__ import annotations
@@ -35,12 +35,19 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from .errors import ConfigWarning, KrytenValidationError
-from .subjects import normalize_token, service_token, token
+from .subjects import (
+    CHANNEL_RULE,
+    channel_token,
+    normalize_token,
+    service_token,
+    subject_piece,
+)
 
 _Loc = tuple[str | int, ...]
 _Problem = tuple[_Loc, str]
@@ -93,9 +100,6 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-_SETTING_LIKE = re.compile(r"[a-z]+(?:_[a-z]+)*")
-
-
 def _model_at(model: type[BaseModel], loc: _Loc) -> type[BaseModel] | None:
     """The config model that holds the last key of ``loc``."""
     current: type[BaseModel] | None = model
@@ -118,10 +122,9 @@ def _suggestion(model: type[BaseModel], loc: _Loc) -> str | None:
 def _shown_loc(model: type[BaseModel], loc: _Loc) -> _Loc:
     """``loc`` with an unknown last key replaced when it could be a secret (see the
     module docstring)."""
-    key = loc[-1] if loc else ""
-    if isinstance(key, str) and (
-        _SETTING_LIKE.fullmatch(key) or _suggestion(model, loc) is not None
-    ):
+    # Only a likely typo of a setting is shown: a key of lowercase words could still
+    # be a passphrase pasted on the wrong line.
+    if _suggestion(model, loc) is not None:
         return loc
     return (*loc[:-1], "<key not shown>")
 
@@ -379,6 +382,12 @@ class NatsConfig(_Model):
             raise ValueError("set without tls_cert (a client certificate needs both)")
         return value
 
+    @field_serializer("servers")
+    def _servers_without_credentials(self, servers: list[str]) -> list[str]:
+        # model_dump()/model_dump_json() never show user:password@ or a token; like
+        # SecretStr, the dump does not round-trip credentials (connect_options() does).
+        return [_mask_userinfo(url) for url in servers]
+
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # A URL may carry user:password@ or a token: keep it out of repr/str/logs.
         for key, value in super().__repr_args__():
@@ -478,6 +487,9 @@ class ChannelConfig(_Model):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")
+        if not value.isprintable() or " " in value or "*" in value or ">" in value:
+            # It goes into subjects (kryten.user_level.{domain}.{channel}).
+            raise ValueError("must not contain whitespace, control characters, '*' or '>'")
         return value
 
     @field_validator("channel")
@@ -486,8 +498,11 @@ class ChannelConfig(_Model):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")
-        if not normalize_token(value):
-            raise ValueError("has no characters left after subject-token normalisation")
+        try:
+            channel_token(value)
+        except KrytenValidationError:
+            # The exception quotes the value; config errors never do.
+            raise ValueError(f"is not a CyTube channel name: {CHANNEL_RULE}") from None
         return value
 
 
@@ -515,7 +530,8 @@ class ServiceConfig(_Model):
         except KrytenValidationError:
             # service_token's message quotes the value; give a value-free one.
             raise ValueError(
-                "not a valid subject token (empty, or contains '*', '>', tab or newline)"
+                "not a valid subject token (empty, or contains '*', '>', whitespace other "
+                "than spaces, or control characters)"
             ) from None
 
     @field_validator("health_port", "metrics_port", mode="before")
@@ -668,12 +684,12 @@ class KrytenConfig(_Model):
         """``(domain, channel)`` as configured for ``channel`` (None: the first configured
         channel); an unconfigured channel is used as given, on the default domain.
         ``domain`` overrides the domain."""
-        if domain is not None and (not isinstance(domain, str) or not domain.strip()):
-            raise KrytenValidationError(f"domain must be a non-empty string, got {domain!r}")
+        if domain is not None:
+            subject_piece(domain, "domain")
         if channel is None:
             first = self.channels[0]
             return domain or first.domain, first.channel
-        token(channel, "channel")
+        channel_token(channel)
         configured = self.channel_for(channel)
         if configured is None:
             return domain or self.default_domain(), channel

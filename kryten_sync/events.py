@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from ._mapping import MappingAccess
 from .errors import MalformedEventError
+from .subjects import EVENT_NAME_RULE, is_event_name
 
 _log = logging.getLogger(__name__)
 
@@ -532,8 +533,11 @@ def _envelope_fields(data: bytes | str) -> dict[str, Any]:
         raise MalformedEventError(f"missing keys: {missing}") from None
     if not isinstance(event_name, str):
         raise MalformedEventError(f"event_name must be a string, got {_json_type(event_name)}")
-    if not event_name:
-        raise MalformedEventError("event_name is empty")
+    if not is_event_name(event_name):
+        # Bounded, so a flood of made-up names cannot grow per-name bookkeeping.
+        raise MalformedEventError(
+            "event_name is empty" if not event_name else f"event_name is not {EVENT_NAME_RULE}"
+        )
     if not isinstance(channel, str):
         raise MalformedEventError(f"channel must be a string, got {_json_type(channel)}")
     if not isinstance(domain, str):

@@ -57,8 +57,9 @@ T = TypeVar("T")
 KvOperation = Literal["PUT", "DEL", "PURGE"]
 KvHandler = Callable[["KvEntry"], None]
 
-_BUCKET_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
-_KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
+# Used with fullmatch: "$" would also match before a trailing newline.
+_BUCKET_RE = re.compile(r"[a-zA-Z0-9_-]+")
+_KEY_RE = re.compile(r"[-/_=.a-zA-Z0-9]+")
 _STREAM_IN_USE = 10058  # JetStream: stream name already in use with a different configuration
 _CONSUMER_INACTIVE = 60.0  # server removes a watch consumer nobody listens to after this
 
@@ -102,11 +103,11 @@ def _check_bucket(bucket: object) -> str:
 
 def is_bucket_name(name: str) -> bool:
     """Whether ``name`` is a valid bucket name (letters, digits, ``-`` and ``_``)."""
-    return _BUCKET_RE.match(name) is not None
+    return _BUCKET_RE.fullmatch(name) is not None
 
 
 def _valid_key(key: str) -> bool:
-    return bool(_KEY_RE.match(key)) and not key.startswith(".") and not key.endswith(".")
+    return bool(_KEY_RE.fullmatch(key)) and not key.startswith(".") and not key.endswith(".")
 
 
 def _check_key(key: object) -> str:
@@ -122,7 +123,7 @@ def _check_pattern(pattern: object) -> str:
     if isinstance(pattern, str) and pattern:
         tokens = pattern.split(".")
         if all(
-            tok == "*" or (tok == ">" and i == len(tokens) - 1) or (tok and _KEY_RE.match(tok))
+            tok == "*" or (tok == ">" and i == len(tokens) - 1) or (tok and _KEY_RE.fullmatch(tok))
             for i, tok in enumerate(tokens)
         ):
             return pattern

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,28 @@ def _utf8(text: str, what: str) -> bytes:
         return text.encode()
     except UnicodeEncodeError as exc:  # a lone surrogate
         raise KrytenValidationError(f"{what} has text that is not valid Unicode: {exc}") from exc
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # what nats-py accepts
+
+
+def check_headers(headers: object) -> dict[str, str] | None:
+    """``headers`` if nats-py can send them (names: HTTP token characters; values: str
+    that encode as UTF-8), else KrytenValidationError: refused on the loop, such a
+    message would be lost after the call returned."""
+    if headers is None:
+        return None
+    if not isinstance(headers, Mapping):
+        raise KrytenValidationError(f"headers must be a dict, got {type(headers).__name__}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or _HEADER_NAME.fullmatch(name.strip()) is None:
+            raise KrytenValidationError(f"header name {name!r} is not a valid header name")
+        if not isinstance(value, str):
+            raise KrytenValidationError(
+                f"header {name!r} must have a str value, got {type(value).__name__}"
+            )
+        _utf8(value, f"header {name!r}")
+    return dict(headers)
 
 
 def utc_timestamp() -> str:

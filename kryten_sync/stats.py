@@ -58,13 +58,18 @@ class HandlerStats:
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
 
 
+#: Distinct event names counted one by one per channel; the rest count as OTHER_EVENTS.
+MAX_EVENT_NAMES = 200
+OTHER_EVENTS = "(other)"
+
+
 @dataclass
 class SourceStats:
     """One event channel or raw subscription."""
 
     received: int = 0  # written by its worker
     malformed: int = 0  # written by its worker
-    dropped: int = 0  # written by the loop (nats-py slow-consumer reports)
+    dropped: int = 0  # written by the loop (slow consumer, or arrived while closing)
     by_event: dict[str, int] = field(default_factory=dict)  # written by its worker
     event_seconds: float = 0.0  # written by its worker: time spent on events (decode + handlers)
     last_event: float = 0.0  # written by its worker: time.time() of the last event
@@ -73,6 +78,17 @@ class SourceStats:
     redelivered: int = 0
     skipped: int = 0
     duplicates: int = 0
+
+    def count_event(self, name: str) -> None:
+        """Count one event of ``name``; past MAX_EVENT_NAMES names, as OTHER_EVENTS (so
+        whoever can publish on the channel cannot grow this without bound)."""
+        counts = self.by_event
+        count = counts.get(name)
+        if count is None:
+            if len(counts) >= MAX_EVENT_NAMES:
+                name = OTHER_EVENTS
+            count = counts.get(name, 0)
+        counts[name] = count + 1
 
 
 class RateLimitedLog:
@@ -235,7 +251,7 @@ class ChannelStatus(str):
             stats.received,
             stats.malformed,
             source.worker.pending,
-            stats.dropped,
+            stats.dropped + source.worker.dropped,
             subscribed,
             stats.redelivered,
             stats.skipped,
@@ -248,6 +264,8 @@ ChannelInfo = ChannelStatus
 
 
 class _WorkerLike(Protocol):
+    dropped: int
+
     @property
     def pending(self) -> int: ...
 

@@ -1,12 +1,26 @@
-"""NATS subjects of the Kryten protocol and the token normaliser both sides use."""
+"""NATS subjects of the Kryten protocol and the token normaliser both sides use.
+
+Everything that goes into a subject is checked before it is normalised: whitespace and
+control characters are refused everywhere (NATS would refuse the subject, or, for
+``\x0b``/``\x0c``, take it as a different subject nobody listens on), channel names
+must be CyTube channel names and event names CyTube event names.
+"""
 
 from __future__ import annotations
+
+import re
 
 from .errors import KrytenValidationError
 
 _REMOVED = frozenset(".*>!@#$%^&()+=[]{|}\\:;\"'<>,?/")
 _TRANSLATION = {ord(c): None for c in _REMOVED} | {ord(" "): "-"}
 _MAX_TOKEN = 100
+#: CyTube creates only channels matching ``^[\w-]{1,30}$`` (ASCII ``\w``).
+CHANNEL_RULE = "1-30 ASCII letters, digits, '_' or '-' (CyTube's ^[\\w-]{1,30}$)"
+_CHANNEL = re.compile(r"[A-Za-z0-9_-]{1,30}")
+#: CyTube's event names are identifiers (``chatMsg``, ``setUserMeta``); 64 leaves room.
+EVENT_NAME_RULE = "1-64 ASCII letters, digits, '_' or '-'"
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 EVENTS_PREFIX = "kryten.events.cytube"
 COMMANDS_PREFIX = "kryten.commands.cytube"
@@ -25,28 +39,68 @@ def normalize_token(value: str) -> str:
 
 
 def token(value: str, what: str) -> str:
-    """Normalise ``value``; raise :class:`KrytenValidationError` naming ``what`` if empty."""
+    """Normalise ``value``; raise :class:`KrytenValidationError` naming ``what`` if it
+    is not a str, holds whitespace other than spaces or control characters, or is
+    empty after normalisation."""
     if not isinstance(value, str):
         raise KrytenValidationError(f"{what} must be a string, got {type(value).__name__}")
     result = normalize_token(value)
+    if not result.isprintable():
+        raise KrytenValidationError(f"{what} {value!r} contains whitespace or control characters")
     if not result:
         raise KrytenValidationError(f"{what} {value!r} is empty after normalisation")
     return result
 
 
+def channel_token(value: str, what: str = "channel") -> str:
+    """``N(value)`` of a CyTube channel name; KrytenValidationError naming ``what`` and
+    the rule if ``value`` cannot be one."""
+    if not isinstance(value, str):
+        raise KrytenValidationError(f"{what} must be a string, got {type(value).__name__}")
+    if _CHANNEL.fullmatch(value) is None:
+        raise KrytenValidationError(
+            f"{what} {value!r} is not a CyTube channel name: {CHANNEL_RULE}"
+        )
+    return value.lower()
+
+
+def is_event_name(value: str) -> bool:
+    """Whether ``value`` can be a CyTube event name (see EVENT_NAME_RULE)."""
+    return _EVENT_NAME.fullmatch(value) is not None
+
+
+def event_token(value: str, what: str = "event name") -> str:
+    """``N(value)`` of a CyTube event name; KrytenValidationError if it cannot be one."""
+    if not isinstance(value, str) or not is_event_name(value):
+        raise KrytenValidationError(f"{what} {value!r} is not an event name: {EVENT_NAME_RULE}")
+    return value.lower()
+
+
+def subject_piece(value: str, what: str) -> str:
+    """``value`` unchanged if it can stand in a subject as given (a configured domain:
+    dots allowed, but no whitespace, control characters or wildcards)."""
+    if not isinstance(value, str) or not value:
+        raise KrytenValidationError(f"{what} must be a non-empty string")
+    if not value.isprintable() or " " in value or "*" in value or ">" in value:
+        raise KrytenValidationError(
+            f"{what} {value!r} contains whitespace, control characters or a wildcard"
+        )
+    return value
+
+
 def event_subject(channel: str, event_name: str) -> str:
     """``kryten.events.cytube.{N(channel)}.{N(event_name)}``: where the bridge publishes."""
-    return f"{EVENTS_PREFIX}.{token(channel, 'channel')}.{token(event_name, 'event name')}"
+    return f"{EVENTS_PREFIX}.{channel_token(channel)}.{event_token(event_name)}"
 
 
 def channel_events_wildcard(channel: str) -> str:
     """``kryten.events.cytube.{N(channel)}.>``: every event of one channel."""
-    return f"{EVENTS_PREFIX}.{token(channel, 'channel')}.>"
+    return f"{EVENTS_PREFIX}.{channel_token(channel)}.>"
 
 
 def command_subject(channel: str, action: str) -> str:
     """``kryten.commands.cytube.{N(channel)}.{N(action)}``: where the bridge takes commands."""
-    return f"{COMMANDS_PREFIX}.{token(channel, 'channel')}.{token(action, 'action')}"
+    return f"{COMMANDS_PREFIX}.{channel_token(channel)}.{token(action, 'action')}"
 
 
 def user_level_subject(domain: str, channel: str) -> str:
@@ -67,21 +121,17 @@ def lifecycle_subject(service: str, event: str) -> str:
 def service_token(name: str) -> str:
     """A service name as one subject token: lowercased, ``.`` and spaces become ``-``."""
     cleaned = name.strip().lower().replace(".", "-").replace(" ", "-")
-    if not cleaned or any(c in cleaned for c in "*>\t\r\n"):
+    if not cleaned or "*" in cleaned or ">" in cleaned or not cleaned.isprintable():
         raise KrytenValidationError(f"service name {name!r} is not a valid subject token")
     return cleaned
 
 
 def check_subject(subject: object) -> str:
     """``subject`` if it is a usable NATS subject, else KrytenValidationError."""
-    # Plain `in` tests: this runs on every publish.
-    if (
-        not isinstance(subject, str)
-        or not subject
-        or " " in subject
-        or "\t" in subject
-        or "\r" in subject
-        or "\n" in subject
-    ):
-        raise KrytenValidationError(f"invalid NATS subject {subject!r}")
+    # Two C-level checks: this runs on every publish. isprintable() is False for every
+    # control, format, surrogate and separator character except the plain space.
+    if not isinstance(subject, str) or not subject or not subject.isprintable() or " " in subject:
+        raise KrytenValidationError(
+            f"invalid NATS subject {subject!r}: empty, or contains whitespace or control characters"
+        )
     return subject

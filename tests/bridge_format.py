@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from kryten_sync.subjects import event_subject
+from kryten_sync.subjects import EVENTS_PREFIX, normalize_token
 
 __all__ = [
     "ADD_USER",
@@ -76,8 +76,9 @@ def envelope(
 
 
 def subject(channel: str, event_name: str) -> str:
-    """The subject the bridge publishes ``event_name`` of ``channel`` on."""
-    return event_subject(channel, event_name)
+    """The subject the bridge publishes ``event_name`` of ``channel`` on (the bridge
+    normalises whatever it is given)."""
+    return f"{EVENTS_PREFIX}.{normalize_token(channel)}.{normalize_token(event_name)}"
 
 
 def numbered(

@@ -17,8 +17,8 @@ from typing import Any
 
 Sample = tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]
 
-#: The channel every sample is sent to (normalises to ``test-channel``).
-SAMPLE_CHANNEL = "Test Channel"
+#: The channel every sample is sent to (normalises to ``test-channel``: case folds).
+SAMPLE_CHANNEL = "Test-Channel"
 
 _CSS = "body { background: #000; }"
 _JS = "console.log('kryten');"

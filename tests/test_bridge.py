@@ -97,12 +97,12 @@ def test_request_body_and_meta(shared_server: NatsServer, fake: FakeBridge) -> N
 def test_meta_names_the_configured_channel_exactly(
     shared_server: NatsServer, fake: FakeBridge
 ) -> None:
-    with make_client(shared_server.url, "other", "LOUNGE!") as client:
+    with make_client(shared_server.url, "other", "LOUNGE") as client:
         # A configured channel is sent as configured, even when the caller spells it
-        # differently; the fake (like the bridge) compares meta exactly: "LOUNGE!" != "lounge".
+        # differently; the fake (like the bridge) compares meta exactly: "LOUNGE" != "lounge".
         with pytest.raises(KrytenTimeoutError):
             client.get_userlist("lounge", timeout=SHORT)
-        assert fake.requests[-1]["meta"]["channel"] == "LOUNGE!"
+        assert fake.requests[-1]["meta"]["channel"] == "LOUNGE"
         # System queries name the first configured channel: no bridge for cytu.be/other.
         with pytest.raises(KrytenTimeoutError, match=r"cytu\.be/other"):
             client.get_version(timeout=SHORT)

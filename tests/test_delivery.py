@@ -45,7 +45,7 @@ from tests import bridge_format as bf
 from tests._nats import AsyncNats, NatsServer, env_with_repo
 
 LOUNGE = "lounge"
-OTHER = "Other Room"  # token "other-room"
+OTHER = "Other-Room"  # token "other-room"
 AT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 CHAT_TIME = datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
 

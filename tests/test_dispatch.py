@@ -27,7 +27,7 @@ class FakeSource:
         self.name = name
         self.stats = SourceStats()
         self.handler_stats = HandlerStats()
-        self.worker = SimpleNamespace(pending=0)
+        self.worker = SimpleNamespace(pending=0, dropped=0)
 
 
 class FakeLink:
@@ -44,7 +44,17 @@ class FakeLink:
         self.state = "connected"
         self.connected_at = 0.0
         self.reconnects = 0
-        self.publisher = SimpleNamespace(sent=0, errors=0, sent_by_tag={})
+        self.disconnected_seconds = self.last_gap_seconds = 0.0
+        self.publisher = SimpleNamespace(
+            sent=0,
+            errors=0,
+            sent_by_tag={},
+            lost=0,
+            commands_lost=0,
+            unconfirmed=0,
+            commands_unconfirmed=0,
+            buffered=0,
+        )
 
     async def asubscribe(
         self, subject: str, name: str, process: Any, item: Any, **_: Any

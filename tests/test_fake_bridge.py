@@ -279,7 +279,7 @@ def test_answers_the_rank_query(shared_server: NatsServer, fake: FakeBridge) -> 
 
 
 def test_start_stop_is_idempotent(shared_server: NatsServer) -> None:
-    fake = FakeBridge([shared_server.url], channel="My Channel!")
+    fake = FakeBridge([shared_server.url], channel="My-Channel")
     fake.start()
     assert fake.client.is_connected
     fake.stop()

@@ -154,7 +154,7 @@ def test_metrics_counters_after_events_and_commands(shared_server: NatsServer, t
             raise ValueError("handler bug")
 
     cfg = make_config(shared_server.url, metrics={"port": 0, "serve": True})
-    cfg["channels"].append({"domain": "cytu.be", "channel": "Other Room"})
+    cfg["channels"].append({"domain": "cytu.be", "channel": "Other-Room"})
     with KrytenClient(cfg) as client:
         client.on("chatMsg", handler=on_chat)
         client.flush()  # the server has the subscriptions: none of the events is missed
@@ -165,7 +165,7 @@ def test_metrics_counters_after_events_and_commands(shared_server: NatsServer, t
         tap.publish(bf.subject("lounge", "addUser"), bf.envelope("addUser", bf.ADD_USER))
         tap.publish(bf.subject("lounge", "chatMsg"), b"not json")
         tap.publish(
-            bf.subject("Other Room", "usercount"), bf.envelope("usercount", 5, channel="Other Room")
+            bf.subject("Other-Room", "usercount"), bf.envelope("usercount", 5, channel="Other-Room")
         )
         client.send_chat("lounge", "one")
         client.send_chat("lounge", "two")

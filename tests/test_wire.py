@@ -26,7 +26,7 @@ from kryten_sync import COMMANDS, KrytenClient, Message, PublishError
 from tests._nats import NatsServer
 from tests.command_samples import SAMPLE_CHANNEL, SAMPLES, iter_samples
 
-CHANNEL_TOKEN = "test-channel"  # N("Test Channel")
+CHANNEL_TOKEN = "test-channel"  # N("Test-Channel")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(\+00:00|Z)$")
 
 

@@ -124,10 +124,14 @@ class Connection:
         budget = self._connect_budget() + 2.0  # a backstop behind _aopen's own wait
         try:
             self.loop.call(self._aopen(options), budget, "connect")
-        except BaseException:
+        except BaseException as exc:
             self.loop.closing = True
             self.loop.stop(2.0)
-            raise
+            if isinstance(exc, KrytenConnectionError) or not isinstance(exc, Exception):
+                raise
+            # Whatever failed (a subscription, a feature such as the metrics port, the
+            # backstop timeout), connect() failed: one error type to catch.
+            raise KrytenConnectionError(f"connect failed: {exc or type(exc).__name__}") from exc
         self.connected_at = time.monotonic()
 
     def _connect_budget(self) -> float:
@@ -353,7 +357,8 @@ class Connection:
         worker = source.worker
 
         async def cb(msg: Msg) -> None:
-            await worker.put(item(msg))
+            if not await worker.put(item(msg)):
+                source.stats.dropped += 1  # arrived while closing: never handled
 
         try:
             source.sub = await nc.subscribe(
@@ -365,7 +370,7 @@ class Connection:
             )
         except BaseException:
             self.sources.remove(source)
-            worker.queue.shutdown(drop=True)
+            worker.abandon()
             raise
         self._by_sid[source.sub._id] = source.stats
         if confirm:
@@ -524,7 +529,7 @@ class Connection:
     def _abandon_workers(self) -> None:
         """End the worker threads without the loop (it is gone)."""
         for worker in self._all_workers():
-            worker.queue.shutdown(drop=True)
+            worker.abandon()
 
     def _all_workers(self) -> list[Worker[Any]]:
         workers = [s.worker for s in self.sources] + self._workers
@@ -555,11 +560,17 @@ class Connection:
             finally:
                 if not nc.is_closed:
                     await self._close_nc_quietly(nc)
-        results = await asyncio.gather(
-            *(w.finish(remaining(), caller) for w in self._all_workers())
-        )
-        if not all(results):
-            self.logger.warning("some handlers were still running at disconnect; abandoned")
+        # One after another: the threads finish in parallel anyway, the deadline is
+        # shared, and nothing is left pending (a gather cancelled at the deadline left
+        # a "_GatheringFuture exception was never retrieved" behind).
+        ended = [await w.finish(remaining(), caller) for w in self._all_workers()]
+        dropped = sum(s.worker.dropped for s in self.sources)
+        if dropped or not all(ended):
+            self.logger.warning(
+                "disconnect: handlers still running at its time bound were abandoned; "
+                "%d received events were not handled (counted as dropped)",
+                dropped,
+            )
         self._after_close()
 
     # -- health --------------------------------------------------------------------

@@ -30,6 +30,8 @@ from kryten_sync.subjects import channel_events_wildcard, normalize_token
 from .feature import Feature, Link, Source
 from .workers import ConcurrentPool, ErrorHook, Latch
 
+_MAX_CACHED = 256  # event names whose handler list is cached
+
 
 @dataclass(frozen=True, slots=True)
 class Handler:
@@ -72,9 +74,9 @@ class HandlerRegistry:
         if found is None:
             found = tuple(h for h in self._handlers if h.event in ("*", event_lower))
             with self._lock:
-                # Cache only if no add()/remove() happened meanwhile; otherwise a stale
-                # list would outlive the change.
-                if self._by_event is cache:
+                # Cache only if no add()/remove() happened meanwhile (a stale list would
+                # outlive the change), and only so many names: they come from the wire.
+                if self._by_event is cache and len(cache) < _MAX_CACHED:
                     cache[event_lower] = found
         return found
 
@@ -163,7 +165,8 @@ class Dispatcher(Feature):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
-        self.channel_sources = {}
+        # channel_sources stay until the next on_open: the final counters of a closed
+        # connection (what was dropped at disconnect) are still read from them.
         self._consumer_stats = {}
         self._link = None
 
@@ -200,7 +203,7 @@ class Dispatcher(Feature):
                 )
             return None
         stats.received += 1
-        stats.by_event[raw.event_name] = stats.by_event.get(raw.event_name, 0) + 1
+        stats.count_event(raw.event_name)
         return raw
 
     def deliver(self, source: Source, raw: RawEvent, *, wait: bool = False) -> bool:

@@ -76,14 +76,17 @@ class Handoff(Generic[T]):
                 self._loop.call_soon_threadsafe(self._space.set)
             return item
 
-    def shutdown(self, *, drop: bool = False) -> None:
+    def shutdown(self, *, drop: bool = False) -> int:
         """No more puts; the worker gets what is left (nothing if ``drop``), then
-        HandoffClosed. Callable from any thread."""
+        HandoffClosed; returns how many items were dropped. Callable from any thread."""
         with self._cond:
             self._closed = True
+            dropped = 0
             if drop:
+                dropped = len(self._items)
                 self._items.clear()
             self._cond.notify_all()
         # Wake a put() waiting for space so it sees _closed.
         with contextlib.suppress(RuntimeError):  # loop already closed: nobody waits
             self._loop.call_soon_threadsafe(self._space.set)
+        return dropped

@@ -94,6 +94,7 @@ class Worker(Generic[T]):
         # Construct on the loop thread: the hand-off wakes that loop.
         self.queue: Handoff[T] = Handoff(maxsize, asyncio.get_running_loop())
         self._process = process
+        self.dropped = 0  # items discarded unprocessed at shutdown
         self.thread = threading.Thread(
             target=self._run, name=f"kryten-sync-{name}-{next(_worker_ids)}", daemon=True
         )
@@ -134,8 +135,12 @@ class Worker(Generic[T]):
         if self.thread is not caller:
             await _join_thread(self.thread, timeout)
             if self.thread.is_alive():
-                self.queue.shutdown(drop=True)  # stuck handler: drop the rest
+                self.abandon()  # stuck handler: drop the rest
         return not self.thread.is_alive()
+
+    def abandon(self) -> None:
+        """End without processing what is queued (counted in ``dropped``); any thread."""
+        self.dropped += self.queue.shutdown(drop=True)
 
 
 async def _join_thread(thread: threading.Thread, timeout: float) -> None:

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 from kryten_sync._core.dispatch import Dispatcher
 from kryten_sync._core.feature import Feature, Link
 from kryten_sync._core.workers import check_sync_callable
-from kryten_sync.errors import KrytenError, KrytenValidationError
+from kryten_sync.errors import KrytenConnectionError, KrytenValidationError
 from kryten_sync.stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
@@ -581,7 +581,7 @@ class Metrics(Feature):
                     servers.append(Listener(self.host, port, paths, self, link.loop_thread))
                 except OSError as exc:
                     where = f"{self.host}:{port}"
-                    raise KrytenError(
+                    raise KrytenConnectionError(
                         f"cannot serve {' and '.join(paths)} on {where}: {exc.strerror or exc}"
                     ) from exc
         except BaseException:

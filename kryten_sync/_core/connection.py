@@ -241,7 +241,7 @@ class Connection:
         unconfirmed = self.publisher.connection_lost()
         if unconfirmed:
             self.logger.warning(
-                "disconnected from NATS; reconnecting. %d messages written just before "
+                "disconnected from NATS; reconnecting. %d message(s) written just before "
                 "were not confirmed by the server and may be lost (counted as unconfirmed)",
                 len(unconfirmed),
             )

@@ -1,11 +1,13 @@
 """The README's promises that can be checked: its example test runs, its configuration
-reference names every setting."""
+reference names every setting, and the configuration examples of docs/production.md
+are valid."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from kryten_sync.config import (
@@ -18,7 +20,9 @@ from kryten_sync.config import (
     ServiceConfig,
 )
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+PRODUCTION = (ROOT / "docs" / "production.md").read_text()
 
 
 def test_fake_bridge_example_runs() -> None:
@@ -49,3 +53,15 @@ def test_configuration_reference_names_every_setting() -> None:
         if not (model is KrytenConfig and name in sections) and f"`{prefix}{name}`" not in section
     ]
     assert missing == []
+
+
+def test_production_config_examples_are_valid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocks = re.findall(r"<!-- production-config -->\s*```yaml\n(.*?)```", PRODUCTION, re.DOTALL)
+    assert len(blocks) >= 3
+    monkeypatch.setenv("NATS_PASSWORD", "from-the-environment")
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example{index}.yaml"
+        path.write_text(block)
+        KrytenConfig.from_yaml(path)  # ${VAR} substituted as for a real file

@@ -337,8 +337,7 @@ def test_config_check_lists_every_problem(tmp_path: Path) -> None:
     assert problems.returncode == 1
     listed = problems.stdout.splitlines()
     paths = [line.removeprefix(f"{bad}: ").split(":")[0] for line in listed]
-    # An unknown key is named by its parent only: it could be a secret.
-    assert sorted(paths) == ["channels[0].channel", "log_level", "nats", "nats.servers[0]"]
+    assert sorted(paths) == ["channels[0].channel", "log_level", "nats.servers[0]", "nats.sever"]
     assert "4 problems" in one_error_line(problems)
     assert missing.returncode == 1
     assert "not found" in one_error_line(missing)

@@ -19,7 +19,7 @@ from tests._nats import AsyncNats, NatsServer
 
 CONFIG_CHANNELS = [
     {"domain": "cytu.be", "channel": "lounge"},
-    {"domain": "cytu.be", "channel": "Movie Night"},
+    {"domain": "cytu.be", "channel": "Movie-Night"},
 ]
 
 
@@ -80,7 +80,7 @@ def test_cytube_names_in_any_case_and_star_do_not_warn(
     for name in ("chatMsg", "chatmsg", "setAFK", "setafk", "userlist", "rank", "*"):
         client.on(name, handler=lambda event: None)
     client.on("chatMsg", channel="LOUNGE", domain="Cytu.Be", handler=lambda event: None)
-    client.on("chatMsg", channel="movie night", handler=lambda event: None)
+    client.on("chatMsg", channel="movie-night", handler=lambda event: None)
     assert warnings(caplog) == []
 
 
@@ -91,7 +91,7 @@ def test_a_channel_or_domain_not_in_the_config_warns_once(
     client.on("addUser", channel="OtherChan", handler=lambda event: None)
     client.on("chatMsg", domain="example.org", handler=lambda event: None)
     assert warnings(caplog) == [
-        "on(channel='otherchan'): not a configured channel ('lounge', 'Movie Night'); the "
+        "on(channel='otherchan'): not a configured channel ('lounge', 'Movie-Night'); the "
         "client subscribes only to those, so this filter never matches",
         "on(domain='example.org'): no configured channel has this domain ('cytu.be')",
     ]
@@ -109,7 +109,7 @@ def test_events_and_wait_for_warn_with_their_own_names(
         "you mean 'setAFK'? (registered anyway: custom events are allowed)",
         "wait_for('newpol'): 'newpol' is not an event CyTube sends through the bridge; did "
         "you mean 'newPoll'? (registered anyway: custom events are allowed)",
-        "wait_for(channel='nowhere'): not a configured channel ('lounge', 'Movie Night'); "
+        "wait_for(channel='nowhere'): not a configured channel ('lounge', 'Movie-Night'); "
         "the client subscribes only to those, so this filter never matches",
     ]
 
@@ -121,7 +121,7 @@ def test_new_typed_events_reach_wait_for_events_and_handlers(
     client: KrytenClient, publisher: AsyncNats
 ) -> None:
     leaders: list[Any] = []
-    client.on("setLeader", channel="Movie Night", handler=leaders.append)
+    client.on("setLeader", channel="Movie-Night", handler=leaders.append)
     poll_payload = {
         "title": "Next?",
         "options": ["Alien", "Heat"],
@@ -133,7 +133,7 @@ def test_new_typed_events_reach_wait_for_events_and_handlers(
     def bridge() -> None:
         time.sleep(0.1)
         publish(publisher, "newPoll", poll_payload)
-        publish(publisher, "setLeader", "bob", channel="Movie Night")
+        publish(publisher, "setLeader", "bob", channel="Movie-Night")
 
     with client.events("setLeader") as stream:
         threading.Thread(target=bridge, daemon=True).start()
@@ -142,7 +142,7 @@ def test_new_typed_events_reach_wait_for_events_and_handlers(
     assert isinstance(poll_event, PollOpenedEvent)
     assert poll_event.options == ["Alien", "Heat"]
     assert isinstance(leader, LeaderEvent)
-    assert (leader.username, leader.channel) == ("bob", "Movie Night")
+    assert (leader.username, leader.channel) == ("bob", "Movie-Night")
     poll(lambda: len(leaders) == 1, "the setLeader handler")
     assert leaders[0] == leader
 

@@ -200,11 +200,15 @@ def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.filterwarnings("ignore::kryten_sync.ConfigWarning")  # unknown keys, not strict
 @PROPERTY
-@given(st.one_of(configs, mutated_configs(), st.dictionaries(text, anything, max_size=4)))
-def test_config_from_dict_raises_only_validation_error(data: dict[str, Any]) -> None:
+@given(
+    st.one_of(configs, mutated_configs(), st.dictionaries(text, anything, max_size=4)),
+    st.booleans(),
+)
+def test_config_from_dict_raises_only_validation_error(data: dict[str, Any], strict: bool) -> None:
     try:
-        config = KrytenConfig.from_dict(data)
+        config = KrytenConfig.from_dict(data, strict=strict)
     except KrytenValidationError:
         return
     # Accepted: every channel becomes a valid subject, and the config dumps.

@@ -181,6 +181,8 @@ class Dispatcher(Feature):
     def process_event(self, source: Source, data: bytes) -> None:
         """Decode one bridge event and run its handlers (on the channel's worker); timed
         for ``health().avg_event_latency_ms``."""
+        if self._link is None:
+            return  # closed: a late item is neither handled nor counted
         start = time.perf_counter()
         raw = self.decode(source, data)
         if raw is not None:

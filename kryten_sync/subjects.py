@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from .errors import KrytenValidationError
 
 _REMOVED = frozenset(".*>!@#$%^&()+=[]{|}\\:;\"'<>,?/")
@@ -24,10 +26,45 @@ def normalize_token(value: str) -> str:
     return value.lower().translate(_TRANSLATION)[:_MAX_TOKEN]
 
 
+def channel_url(value: str) -> tuple[str | None, str | None] | None:
+    """``(domain, channel)`` read from a value that looks like a CyTube address, such as
+    ``https://cytu.be/r/lounge`` or ``cytu.be/r/lounge`` (either may be None when the
+    address lacks it); None when ``value`` does not look like an address."""
+    text = value.strip()
+    if "://" not in text and "/r/" not in text:
+        return None
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    path = [part for part in parts.path.split("/") if part]
+    channel = path[1] if len(path) >= 2 and path[0] == "r" else None
+    return parts.netloc.rpartition("@")[2] or None, channel
+
+
+def url_problem(value: str, what: str) -> str | None:
+    """What is wrong with a channel or domain ``value`` that is a CyTube address, and the
+    value to use instead (``what`` names the setting; a domain if it says so); None when
+    ``value`` is not an address."""
+    found = channel_url(value)
+    if found is None:
+        return None
+    domain, channel = found
+    if "domain" in what:
+        use = f"the domain {domain!r}" if domain else "the server's host name, e.g. 'cytu.be'"
+        also = f" (and the channel {channel!r})" if channel else ""
+    else:
+        use = f"the channel name {channel!r}" if channel else "the channel's name (NAME in /r/NAME)"
+        also = f" (and the domain {domain!r})" if domain else ""
+    return f"is a web address: use {use}{also}"
+
+
 def token(value: str, what: str) -> str:
-    """Normalise ``value``; raise :class:`KrytenValidationError` naming ``what`` if empty."""
+    """Normalise ``value``; raise :class:`KrytenValidationError` naming ``what`` if empty
+    or, for a channel or domain, a web address (``https://cytu.be/r/lounge``)."""
     if not isinstance(value, str):
         raise KrytenValidationError(f"{what} must be a string, got {type(value).__name__}")
+    if "/" in value and ("channel" in what or "domain" in what):
+        problem = url_problem(value, what)
+        if problem is not None:
+            raise KrytenValidationError(f"{what} {value!r} {problem}")
     result = normalize_token(value)
     if not result:
         raise KrytenValidationError(f"{what} {value!r} is empty after normalisation")

@@ -34,10 +34,10 @@ from kryten_sync.commands import BUILDERS, COMMANDS, CommandSpec, build
 from kryten_sync.config import ChannelConfig, KrytenConfig
 from kryten_sync.errors import KrytenError, KrytenValidationError
 
+from .embedded import DEFAULT_NATS
 from .format import event_json, format_event, silence_stdout
 
 PROG = "kryten-sync"
-DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_DOMAIN = "cytu.be"
 CONFIG_ENV = "KRYTEN_CONFIG"
 #: Subscribed when a command needs a client but no channel (kv): harmless, never used.

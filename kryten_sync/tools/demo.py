@@ -264,12 +264,11 @@ def _read_lines_as(channel: Channel, username: str, stop: threading.Event) -> No
 
 def _connect_hint(url: str, channel: str) -> list[str]:
     """How to reach this demo: from a bot of one's own, and from the shell."""
-    config = {"nats": {"servers": [url]}, "channels": [{"domain": DOMAIN, "channel": channel}]}
     nats = "" if url == DEFAULT_NATS else f" --nats {url}"
     return [
-        f"connect your own bot with: KrytenClient({json.dumps(config)})",
-        f"speak as a user:  kryten-sync{nats} say {channel} '!roll' --as alice",
-        f"look at it:       kryten-sync{nats} users {channel}   (also: playlist, now, kv get)",
+        f"connect your own bot: servers [{url!r}], channel {channel!r} on domain {DOMAIN!r}",
+        f"speak as someone:  kryten-sync{nats} say {channel} '!roll' --as alice",
+        f"see the state:     kryten-sync{nats} users {channel}   (also playlist, now, kv get)",
     ]
 
 

@@ -143,13 +143,14 @@ def format_media(media: CurrentMedia) -> str:
 
 
 def format_playlist(
-    items: Sequence[PlaylistItem], current_uid: int | None, style: Style = PLAIN
+    items: Sequence[PlaylistItem], current_uid: int | str | None, style: Style = PLAIN
 ) -> list[str]:
-    """One line per item; the playing one is marked with ``>``."""
+    """One line per item; the playing one (uid ``current_uid``) is marked with ``>``."""
     lines = []
+    playing = None if current_uid is None else str(current_uid)
     for number, item in enumerate(items, 1):
         media = item.media
-        mark = style.paint(">", "1;32") if item.uid == current_uid else " "
+        mark = style.paint(">", "1;32") if str(item.uid) == playing else " "
         temp = style.dim(" (temporary)") if item.temp else ""
         where = f"{media.type}:{media.id}, {_duration(media.seconds)}"
         by = style.name(item.queueby) if item.queueby else "?"

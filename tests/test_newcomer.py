@@ -37,6 +37,12 @@ def readme_block(marker: str, language: str) -> str:
     return found.group(1)
 
 
+def run(home: Path, env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, check=False, cwd=home, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 class Process:
     """A process whose stdout and stderr lines are collected as they come."""
 
@@ -129,20 +135,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 def test_from_the_demo_to_a_first_bot(installed: tuple[Path, dict[str, str]]) -> None:
     home, env = installed
     python = str(home / ".venv" / "bin" / "python")
-    assert (
-        subprocess.run(
-            [
-                python,
-                "-c",
-                "import kryten_sync, sys; assert kryten_sync.__file__.startswith(sys.argv[1])",
-                str(home),
-            ],
-            cwd=home,
-            env=env,
-            check=False,
-        ).returncode
-        == 0
-    ), "the new environment does not use the copy's kryten_sync"
+    where = run(home, env, python, "-c", "import kryten_sync; print(kryten_sync.__file__)")
+    assert where.stdout.startswith(str(home)), "the new environment uses another kryten_sync"
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
     (home / "quickstart.py").write_text(readme_block("quickstart", "python"))
@@ -153,14 +147,8 @@ def test_from_the_demo_to_a_first_bot(installed: tuple[Path, dict[str, str]]) ->
         bot = Process([python, "quickstart.py"], home, {**env, "KRYTEN_NATS_URL": url})
         bot.wait_for("listening on cytu.be/lounge with 1 handler (greet)")
 
-        said = subprocess.run(
-            ["kryten-sync", "--nats", url, "say", "lounge", "!hello", "--as", "newcomer"],
-            check=False,
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        said = run(
+            home, env, "kryten-sync", "--nats", url, "say", "lounge", "!hello", "--as", "newcomer"
         )
         assert said.returncode == 0, said.stderr
         assert "  <newcomer> !hello\n" in said.stdout, said.stdout
@@ -170,15 +158,7 @@ def test_from_the_demo_to_a_first_bot(installed: tuple[Path, dict[str, str]]) ->
 
         # The state helpers answer from the demo's bridge, as from a real one.
         demo.wait_for("now playing: Never Gonna Give You Up")
-        state = subprocess.run(
-            [python, "-c", STATE_SCRIPT, url],
-            check=False,
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        state = run(home, env, python, "-c", STATE_SCRIPT, url)
         assert state.returncode == 0, state.stderr
         seen = json.loads(state.stdout)
         assert {"kryten-bot", "newcomer"} <= set(seen["state_users"]), seen

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
+from pydantic import BaseModel
+
 from kryten_sync import events as _events
 from kryten_sync.client import KrytenClient
 from kryten_sync.commands import BUILDERS, COMMANDS, CommandSpec, build
@@ -849,34 +851,36 @@ def _state_exists(client: KrytenClient, channel: str, kind: str) -> None:
 def _cmd_view(args: argparse.Namespace) -> int:
     name = _channel_name(args.target)
     style = Style(colour_wanted(sys.stdout))
+    shown: Any
     with _connected(args, args.target) as client:
+        _state_exists(client, name, "userlist" if args.command == "users" else "playlist")
         if args.command == "users":
-            _state_exists(client, name, "userlist")
-            users = client.get_state_userlist(name)
-            if args.json:
-                _print_json([u.model_dump(mode="json") for u in users])
-                return EXIT_OK
-            print(f"{len(users)} user{'s' if len(users) != 1 else ''} in {args.target}")
-            lines = format_users(users, style)
+            shown = client.get_state_userlist(name)
+            lines = [f"{_count(shown, 'user')} in {args.target}", *format_users(shown, style)]
         elif args.command == "playlist":
-            _state_exists(client, name, "playlist")
-            items = client.get_state_playlist_items(name)
-            if args.json:
-                _print_json([i.model_dump(mode="json") for i in items])
-                return EXIT_OK
-            print(f"{len(items)} item{'s' if len(items) != 1 else ''} in {args.target}'s playlist")
-            lines = format_playlist(items, client.get_state_current_uid(name), style)
+            shown = client.get_state_playlist_items(name)
+            playing = client.get_state_current_uid(name)
+            lines = [f"{_count(shown, 'item')} in {args.target}'s playlist"]
+            lines += format_playlist(shown, playing, style)
         else:
-            _state_exists(client, name, "playlist")
-            media = client.get_state_current_media(name)
-            if args.json:
-                _print_json(None if media is None else media.model_dump(mode="json"))
-                return EXIT_OK
-            lines = [f"now playing: {format_media(media)}" if media else "nothing is playing"]
-    for line in lines:
-        print(line)
-    sys.stdout.flush()
+            shown = client.get_state_current_media(name)
+            lines = [f"now playing: {format_media(shown)}" if shown else "nothing is playing"]
+    if args.json:
+        _print_json(_as_json(shown))
+    else:
+        print("\n".join(lines), flush=True)
     return EXIT_OK
+
+
+def _count(items: Sequence[Any], noun: str) -> str:
+    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''}"
+
+
+def _as_json(value: Any) -> Any:
+    """Models (and lists of them) as JSON-ready values."""
+    if isinstance(value, list):
+        return [_as_json(item) for item in value]
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _send(args: argparse.Namespace, method: str, target: str, kwargs: dict[str, Any]) -> int:

@@ -426,8 +426,9 @@ def test_mistakes_are_refused_with_what_to_use_instead(tmp_path: Path) -> None:
         ["send", "lounge", "hi", "--channel", "https://cytu.be/r/lounge", *nowhere],
     )
     assert typo.returncode == 2
-    assert "'chatmsgg' is not one of CyTube's events; did you mean 'chatMsg'?" in (
-        one_error_line(typo)
+    assert (
+        "'chatmsgg' is not an event CyTube sends through the bridge; did you mean 'chatMsg'? "
+        "(--any-event takes it as it is, for an event of your own)" in one_error_line(typo)
     )
     assert "--any-event" in typo.stderr
     assert url.returncode == 2

@@ -33,7 +33,6 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel
 
-from kryten_sync import events as _events
 from kryten_sync.client import KrytenClient
 from kryten_sync.commands import BUILDERS, COMMANDS, CommandSpec, build
 from kryten_sync.config import ChannelConfig, KrytenConfig
@@ -707,8 +706,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration, args.nats, port=args.port, as_user=args.as_user)
 
 
-#: CyTube's events as the bridge forwards them; used when kryten_sync.events has no
-#: EVENT_NAMES of its own.
+#: CyTube's events as the bridge forwards them, for when the package has no list of its
+#: own (kryten_sync.eventnames); a stand-in to delete once it has.
 _CYTUBE_EVENTS = [
     "addUser",
     "announcement",
@@ -766,26 +765,32 @@ _CYTUBE_EVENTS = [
 ]
 
 
-def _check_event_name(name: str) -> None:
-    """Refuse a name that is none of CyTube's events, suggesting the nearest one."""
-    known = [str(n) for n in getattr(_events, "EVENT_NAMES", None) or _CYTUBE_EVENTS]
+def _unknown_event_hint(name: str) -> str | None:
+    """Why ``name`` is probably not an event CyTube sends, with the nearest name."""
+    try:
+        from kryten_sync.eventnames import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+            unknown_event_hint,
+        )
+    except ImportError:
+        pass
+    else:
+        hint: str | None = unknown_event_hint(name)
+        return hint
     wanted = name.strip().lower()
-    if wanted == "*" or wanted in {n.lower() for n in known}:
-        return
+    by_lower = {n.lower(): n for n in _CYTUBE_EVENTS}
+    if wanted == "*" or wanted in by_lower:
+        return None
     import difflib  # noqa: PLC0415 - only on this error path
 
-    by_lower = {n.lower(): n for n in known}
     close = difflib.get_close_matches(wanted, list(by_lower), n=1, cutoff=0.6)
-    hint = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
-    raise UsageError(
-        f"{name!r} is not one of CyTube's events{hint} (--any-event takes it as it is, "
-        "for an event of your own)"
-    )
+    guess = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
+    return f"{name!r} is not an event CyTube sends through the bridge{guess}"
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    if not args.any_event:
-        _check_event_name(args.event)
+    hint = None if args.any_event else _unknown_event_hint(args.event)
+    if hint is not None:
+        raise UsageError(f"{hint} (--any-event takes it as it is, for an event of your own)")
     name = _channel_name(args.target)
     style = Style(colour_wanted(sys.stdout))
 

@@ -60,8 +60,16 @@ class Demo:
             for at, line in list(self.lines):
                 if text in line:
                     return at
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # the reader catches up with the last lines
+                if any(text in line for _, line in self.lines):
+                    return next(at for at, line in self.lines if text in line)
+                break
             time.sleep(0.02)
-        raise AssertionError(f"no {text!r} in {self.transcript()}")
+        ended = "" if self.proc.poll() is None else f" (exited {self.proc.returncode})"
+        raise AssertionError(
+            f"no {text!r}{ended} in {self.transcript()}\nstderr: {''.join(self.stderr)}"
+        )
 
     def type(self, line: str) -> None:
         """Type ``line`` and Enter at the demo's standard input."""

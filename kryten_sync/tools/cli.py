@@ -44,6 +44,7 @@ from kryten_sync.errors import (
     KrytenValidationError,
     NoRespondersError,
 )
+from kryten_sync.eventnames import unknown_event_hint
 from kryten_sync.events import Event
 from kryten_sync.kv import KvEntry
 from kryten_sync.state import state_bucket_name
@@ -706,89 +707,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration, args.nats, port=args.port, as_user=args.as_user)
 
 
-#: CyTube's events as the bridge forwards them, for when the package has no list of its
-#: own (kryten_sync.eventnames); a stand-in to delete once it has.
-_CYTUBE_EVENTS = [
-    "addUser",
-    "announcement",
-    "banlist",
-    "banlistRemove",
-    "changeMedia",
-    "channelCSSJS",
-    "channelOpts",
-    "channelRankFail",
-    "channelRanks",
-    "chatFilters",
-    "chatMsg",
-    "clearchat",
-    "closePoll",
-    "cooldown",
-    "delete",
-    "deleteChatFilter",
-    "drinkCount",
-    "emoteList",
-    "errorMsg",
-    "kick",
-    "login",
-    "mediaUpdate",
-    "moveVideo",
-    "newPoll",
-    "playlist",
-    "pm",
-    "queue",
-    "queueFail",
-    "queueWarn",
-    "readChanLog",
-    "removeEmote",
-    "renameEmote",
-    "rank",
-    "searchResults",
-    "setAFK",
-    "setCurrent",
-    "setLeader",
-    "setMotd",
-    "setPermissions",
-    "setPlaylistLocked",
-    "setPlaylistMeta",
-    "setTemp",
-    "setUserMeta",
-    "setUserProfile",
-    "setUserRank",
-    "spamFiltered",
-    "updateChatFilter",
-    "updateEmote",
-    "updatePoll",
-    "usercount",
-    "userLeave",
-    "userlist",
-    "voteskip",
-]
-
-
-def _unknown_event_hint(name: str) -> str | None:
-    """Why ``name`` is probably not an event CyTube sends, with the nearest name."""
-    try:
-        from kryten_sync.eventnames import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-            unknown_event_hint,
-        )
-    except ImportError:
-        pass
-    else:
-        hint: str | None = unknown_event_hint(name)
-        return hint
-    wanted = name.strip().lower()
-    by_lower = {n.lower(): n for n in _CYTUBE_EVENTS}
-    if wanted == "*" or wanted in by_lower:
-        return None
-    import difflib  # noqa: PLC0415 - only on this error path
-
-    close = difflib.get_close_matches(wanted, list(by_lower), n=1, cutoff=0.6)
-    guess = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
-    return f"{name!r} is not an event CyTube sends through the bridge{guess}"
-
-
 def _cmd_tail(args: argparse.Namespace) -> int:
-    hint = None if args.any_event else _unknown_event_hint(args.event)
+    hint = None if args.any_event else unknown_event_hint(args.event)
     if hint is not None:
         raise UsageError(f"{hint} (--any-event takes it as it is, for an event of your own)")
     name = _channel_name(args.target)

@@ -331,7 +331,7 @@ def test_keep_state_writes_what_the_events_change(shared_server: NatsServer) -> 
         assert [i.uid for i in client.get_state_playlist_items("Stateful")] == [1, 3]
         current = client.get_state_current_media("Stateful")
         assert current is not None and (current.id, current.uid) == ("abc", 1)
-        assert client.get_state_current_uid("Stateful") == 1
+        assert client.get_state_current_uid("Stateful") == "1"  # kryten-py's str
         assert client.get_state_motd("Stateful") == "new motd"
         assert [e.name for e in client.get_state_emotes("Stateful")] == ["Kappa"]
         # The bridge's request/reply answers come from the same state.

@@ -87,7 +87,7 @@ def test_the_first_wait_for_the_chat_limiter_is_explained_once(
     assert len(told) == 1, told
     assert told[0].startswith("send_chat waited ")
     assert "after a burst of 2, chat, PMs, kicks, bans and mutes go out one per 0.05 s" in told[0]
-    assert "chat_min_delay=0 turns it off" in told[0]
+    assert "chat_min_delay=0 (with chat_jitter=0) turns it off" in told[0]
 
 
 def test_run_says_where_it_listens_and_with_which_handlers(

@@ -708,8 +708,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    hint = None if args.any_event else unknown_event_hint(args.event)
-    if hint is not None:
+    hint = unknown_event_hint(args.event)
+    if hint is not None and not args.any_event:
         raise UsageError(f"{hint} (--any-event takes it as it is, for an event of your own)")
     name = _channel_name(args.target)
     style = Style(colour_wanted(sys.stdout))
@@ -717,7 +717,14 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     def show(event: Event) -> str:
         return event_json(event) if args.json else format_event(event, style)
 
-    with _connected(args, args.target) as client, client.events(args.event, channel=name) as stream:
+    # A custom event (--any-event) is taken from every event, so that the library does
+    # not warn about a name the user has just said is meant.
+    wanted = args.event.strip().lower()
+    event, only = ("*", lambda e: e.event_name.lower() == wanted) if hint else (args.event, None)
+    with (
+        _connected(args, args.target) as client,
+        client.events(event, channel=name, predicate=only) as stream,
+    ):
         client.flush()  # the subscription is in place: nothing from now on is missed
         print(f"{PROG}: tailing {args.target} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         try:

@@ -5,8 +5,6 @@
 Options default to $KRYTEN_NATS_URL, $KRYTEN_CHANNEL and $KRYTEN_DOMAIN (see --help).
 """
 
-import html
-
 from _common import client_config, parse_args
 
 from kryten_sync import ChatMessageEvent, KrytenClient
@@ -18,8 +16,8 @@ def main() -> None:
 
     @client.on("chatMsg")
     def show(event: ChatMessageEvent) -> None:
-        text = html.unescape(event.message)  # CyTube sends chat HTML-escaped
-        print(f"[{event.timestamp:%H:%M:%S}] <{event.username}> {text}", flush=True)
+        # event.text: as typed (CyTube sends event.message as HTML)
+        print(f"[{event.timestamp:%H:%M:%S}] <{event.username}> {event.text}", flush=True)
 
     client.run()  # connects, blocks until Ctrl-C / SIGTERM, then disconnects
 

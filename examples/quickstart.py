@@ -23,8 +23,8 @@ with KrytenClient(config) as client:
 
     @client.on("chatMsg")
     def greet(event: ChatMessageEvent) -> None:  # runs on the channel's worker thread
-        logging.info("<%s> %s", event.username, event.message)
-        if event.message == "!hello":
+        logging.info("<%s> %s", event.username, event.text)  # text: as typed, not HTML
+        if event.text == "!hello":
             client.send_chat(event.channel, f"hello, {event.username}")
 
     client.run()  # blocks until Ctrl-C, SIGTERM or client.stop()

@@ -1,23 +1,26 @@
 """Print every chat message of a channel until Ctrl-C.
 
-python examples/print_chat.py nats://127.0.0.1:4222 cytu.be lounge
+    python examples/print_chat.py --nats nats://127.0.0.1:4222 --channel lounge
+
+Options default to $KRYTEN_NATS_URL, $KRYTEN_CHANNEL and $KRYTEN_DOMAIN (see --help).
 """
 
-import sys
+from _common import client_config, parse_args
 
 from kryten_sync import ChatMessageEvent, KrytenClient
 
 
-def main(server: str, domain: str, channel: str) -> None:
-    config = {"nats": {"servers": [server]}, "channels": [{"domain": domain, "channel": channel}]}
-    client = KrytenClient(config)
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    client = KrytenClient(client_config(args))
 
     @client.on("chatMsg")
     def show(event: ChatMessageEvent) -> None:
-        print(f"[{event.timestamp:%H:%M:%S}] <{event.username}> {event.message}", flush=True)
+        # event.text: as typed (CyTube sends event.message as HTML)
+        print(f"[{event.timestamp:%H:%M:%S}] <{event.username}> {event.text}", flush=True)
 
     client.run()  # connects, blocks until Ctrl-C / SIGTERM, then disconnects
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main()

@@ -1,8 +1,8 @@
 """One client shared by many threads, the way a threaded web server would use it.
 
-    python examples/threaded_app.py nats://127.0.0.1:4222 lounge cytu.be [requests]
+    python examples/threaded_app.py --nats nats://127.0.0.1:4222 --channel lounge --requests 8
 
-Arguments default to $KRYTEN_NATS_URL, $KRYTEN_CHANNEL and $KRYTEN_DOMAIN. Each
+Options default to $KRYTEN_NATS_URL, $KRYTEN_CHANNEL and $KRYTEN_DOMAIN (see --help). Each
 "request" runs on a pool thread, asks the bridge something (a blocking request/reply)
 and posts a chat line; no locks are needed around the client. Chat lines go through
 the client's own flood limiter (4 at once, then one a second), so the last ones wait.
@@ -10,12 +10,14 @@ the client's own flood limiter (4 at once, then one a second), so the last ones 
 
 from __future__ import annotations
 
-import os
+import logging
 import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+
+from _common import client_config, parse_args
 
 from kryten_sync import KrytenClient, KrytenError
 
@@ -29,16 +31,17 @@ def handle_request(client: KrytenClient, channel: str, number: int) -> str:
         pong = client.ping(channel=channel)
         answer = f"bridge {pong.get('version', '?')} is up"
     client.send_chat(channel, f"request {number}: {answer}")
+    logging.info("request %d: %s", number, answer)
     return threading.current_thread().name
 
 
-def main(argv: list[str]) -> int:
-    env = os.environ.get
-    server = argv[0] if argv else env("KRYTEN_NATS_URL", "nats://127.0.0.1:4222")
-    channel = argv[1] if len(argv) > 1 else env("KRYTEN_CHANNEL", "lounge")
-    domain = argv[2] if len(argv) > 2 else env("KRYTEN_DOMAIN", "cytu.be")
-    requests = int(argv[3]) if len(argv) > 3 else 8
-    config = {"nats": {"servers": [server]}, "channels": [{"domain": domain, "channel": channel}]}
+def main() -> int:
+    args = parse_args(
+        __doc__.splitlines()[0],
+        requests={"type": int, "default": 8, "help": "how many requests (default: 8)"},
+    )
+    channel, requests = args.channel, args.requests
+    config = client_config(args)
 
     started = time.monotonic()
     served_by: Counter[str] = Counter()
@@ -57,7 +60,7 @@ def main(argv: list[str]) -> int:
         health = client.health()
     elapsed = time.monotonic() - started
     for error in errors:
-        print("error:", error)
+        logging.error("%s", error)
     print(
         f"{requests - len(errors)}/{requests} requests served by {len(served_by)} threads "
         f"in {elapsed:.1f} s over one connection ({health.commands_sent} commands sent)"
@@ -66,4 +69,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

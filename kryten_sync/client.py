@@ -201,9 +201,17 @@ class KrytenClient(_EventOverloads):
         Returns once connected (a no-op if already connected); raises
         KrytenConnectionError with a readable cause otherwise.
         """
+        if self._open():
+            self.logger.info("connected to %s", self._servers())
+
+    def _servers(self) -> str:
+        return ", ".join(self.config.nats.servers_for_display)
+
+    def _open(self) -> bool:
+        """Connect unless connected; True if this call connected."""
         with self._lock:
             if self._conn is not None:
-                return
+                return False
             conn = Connection(
                 self.config,
                 self.logger,
@@ -220,7 +228,7 @@ class KrytenClient(_EventOverloads):
             # leaked: nothing on the connection's threads refers back to it.
             self._finalizer = weakref.finalize(self, _close_abandoned, conn, repr(self))
             self._finalizer.atexit = False
-        self.logger.info("connected to %s", ", ".join(self.config.nats.servers_for_display))
+        return True
 
     def disconnect(self, reason: str = "Normal shutdown", timeout: float | None = None) -> int:
         """Drain and close the connection; idempotent, callable from any thread, never
@@ -286,12 +294,29 @@ class KrytenClient(_EventOverloads):
         be stopping a run it has not started); one from another thread, such as a handler
         reacting to an event between ``connect()`` and ``run()``, ends it at once (in
         kryten-py no handler runs in between, here handlers run concurrently). Ended by a
-        signal, it disconnects with the signal's name as the reason.
+        signal, it disconnects with the signal's name as the reason. Logs one line at
+        INFO: connected to where, listening on which channels, with which handlers.
         """
         with self._lock:
             if self._stopped_by is threading.current_thread():
                 self._run_stop.clear()
-        self.connect()
+        connected = "connected to " + self._servers() + ", " if self._open() else ""
+        channels = ", ".join(f"{c.domain}/{c.channel}" for c in self.config.channels)
+        names = [
+            getattr(h.fn, "__name__", "handler")
+            for h in self._dispatcher.registry.handlers
+            if not isinstance(getattr(h.fn, "__self__", None), EventStream)  # events()
+        ]
+        count = f"{len(names)} handler{'s' if len(names) != 1 else ''}"
+        with_handlers = f"{count} ({', '.join(names)})" if names else "no handlers"
+        on_main = threading.current_thread() is threading.main_thread()
+        self.logger.info(
+            "%slistening on %s with %s; %s",
+            connected,
+            channels,
+            with_handlers,
+            "Ctrl-C stops" if on_main else "stop() ends run()",
+        )
         conn = self._conn
         self._stop_signal = None
         try:

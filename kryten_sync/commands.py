@@ -39,7 +39,7 @@ from ._validate import (
     type_name,
 )
 from .errors import KrytenValidationError
-from .subjects import channel_token, command_subject, normalize_token
+from .subjects import channel_token, command_subject, normalize_token, url_problem
 
 RANK_GUEST: Final = 0.0
 RANK_REGISTERED: Final = 1.0
@@ -257,6 +257,9 @@ def _make(method: str, channel: str, domain: str | None, /, **data: Any) -> Comm
         raise KrytenValidationError(f"{method}: {exc}") from exc
     if domain is not None:
         require_text(method, "domain", domain)
+        problem = url_problem(domain, "domain")
+        if problem is not None:
+            raise KrytenValidationError(f"{method}: domain {domain!r} {problem}")
     ordered = {key: data[key] for key in (*spec.keys, *spec.optional_keys) if key in data}
     return Command(spec, channel, ordered, domain)
 

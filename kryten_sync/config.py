@@ -47,6 +47,7 @@ from .subjects import (
     normalize_token,
     service_token,
     subject_piece,
+    url_problem,
 )
 
 _Loc = tuple[str | int, ...]
@@ -115,6 +116,10 @@ def _suggestion(model: type[BaseModel], loc: _Loc) -> str | None:
     key = loc[-1] if loc else ""
     if current is None or not isinstance(key, str):
         return None
+    for name, field in current.model_fields.items():
+        nested = _unwrap_model(field.annotation)
+        if nested is not None and key in nested.model_fields:  # one level too high
+            return f"{name}[].{key}" if get_origin(field.annotation) is list else f"{name}.{key}"
     close = difflib.get_close_matches(key, list(current.model_fields), n=1)
     return close[0] if close else None
 
@@ -473,6 +478,13 @@ class NatsConfig(_Model):
         return {key: value for key, value in options.items() if value is not None}
 
 
+def _refuse_url(value: str, what: str) -> None:
+    """A web address (``https://cytu.be/r/lounge``) where a name belongs: say which name."""
+    problem = url_problem(value, what)
+    if problem is not None:
+        raise ValueError(problem)
+
+
 class ChannelConfig(_Model):
     """One CyTube channel: its domain and name as the bridge was configured (case kept)."""
 
@@ -487,6 +499,7 @@ class ChannelConfig(_Model):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")
+        _refuse_url(value, "domain")
         if not value.isprintable() or " " in value or "*" in value or ">" in value:
             # It goes into subjects (kryten.user_level.{domain}.{channel}).
             raise ValueError("must not contain whitespace, control characters, '*' or '>'")
@@ -498,6 +511,7 @@ class ChannelConfig(_Model):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")
+        _refuse_url(value, "channel")
         try:
             channel_token(value)
         except KrytenValidationError:
@@ -784,6 +798,12 @@ class KrytenConfig(_Model):
             return config
         if isinstance(config, Mapping):
             return cls.from_dict(config)
+        if isinstance(config, str | os.PathLike):
+            path = os.fspath(config)
+            raise KrytenValidationError(
+                f"config must be a KrytenConfig or a mapping, not a {type(config).__name__}; "
+                f"to read the file {path!r}, pass KrytenConfig.from_file({path!r})"
+            )
         raise KrytenValidationError(
             f"config must be a KrytenConfig or a mapping, not {type(config).__name__}"
         )

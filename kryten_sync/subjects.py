@@ -9,6 +9,7 @@ must be CyTube channel names and event names CyTube event names.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from .errors import KrytenValidationError
 
@@ -38,12 +39,47 @@ def normalize_token(value: str) -> str:
     return value.lower().translate(_TRANSLATION)[:_MAX_TOKEN]
 
 
+def channel_url(value: str) -> tuple[str | None, str | None] | None:
+    """``(domain, channel)`` read from a value that looks like a CyTube address, such as
+    ``https://cytu.be/r/lounge`` or ``cytu.be/r/lounge`` (either may be None when the
+    address lacks it); None when ``value`` does not look like an address."""
+    text = value.strip()
+    if "://" not in text and "/r/" not in text:
+        return None
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    path = [part for part in parts.path.split("/") if part]
+    channel = path[1] if len(path) >= 2 and path[0] == "r" else None
+    return parts.netloc.rpartition("@")[2] or None, channel
+
+
+def url_problem(value: str, what: str) -> str | None:
+    """What is wrong with a channel or domain ``value`` that is a CyTube address, and the
+    value to use instead (``what`` names the setting; a domain if it says so); None when
+    ``value`` is not an address."""
+    found = channel_url(value)
+    if found is None:
+        return None
+    domain, channel = found
+    if "domain" in what:
+        use = f"the domain {domain!r}" if domain else "the server's host name, e.g. 'cytu.be'"
+        also = f" (and the channel {channel!r})" if channel else ""
+    else:
+        use = f"the channel name {channel!r}" if channel else "the channel's name (NAME in /r/NAME)"
+        also = f" (and the domain {domain!r})" if domain else ""
+    return f"is a web address: use {use}{also}"
+
+
 def token(value: str, what: str) -> str:
     """Normalise ``value``; raise :class:`KrytenValidationError` naming ``what`` if it
-    is not a str, holds whitespace other than spaces or control characters, or is
-    empty after normalisation."""
+    is not a str, holds whitespace other than spaces or control characters, is empty
+    after normalisation or, for a channel or domain, is a web address
+    (``https://cytu.be/r/lounge``)."""
     if not isinstance(value, str):
         raise KrytenValidationError(f"{what} must be a string, got {type(value).__name__}")
+    if "/" in value and ("channel" in what or "domain" in what):
+        problem = url_problem(value, what)
+        if problem is not None:
+            raise KrytenValidationError(f"{what} {value!r} {problem}")
     result = normalize_token(value)
     if not result.isprintable():
         raise KrytenValidationError(f"{what} {value!r} contains whitespace or control characters")
@@ -57,6 +93,9 @@ def channel_token(value: str, what: str = "channel") -> str:
     the rule if ``value`` cannot be one."""
     if not isinstance(value, str):
         raise KrytenValidationError(f"{what} must be a string, got {type(value).__name__}")
+    problem = url_problem(value, what) if "/" in value else None
+    if problem is not None:
+        raise KrytenValidationError(f"{what} {value!r} {problem}")
     if _CHANNEL.fullmatch(value) is None:
         raise KrytenValidationError(
             f"{what} {value!r} is not a CyTube channel name: {CHANNEL_RULE}"

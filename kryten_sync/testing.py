@@ -24,8 +24,11 @@ an unknown command or another channel, double answers to ``system.ping``/``healt
             assert not bot.safe_set_motd("lounge", "<b>hi</b>")["success"]
 
 Tests can publish hand-made commands and see :attr:`ReceivedCommand.problems`; see
-:func:`check_command` for the rules. :class:`EmbeddedServer` starts a throw-away
-nats-server for such tests (the binary comes with the ``server`` extra).
+:func:`check_command` for the rules. With ``keep_state=True`` it also keeps the channel's
+key-value state as the bridge does (docs/protocol.md section 5), so the client's
+``get_state_*`` methods and ``kryten-sync kv get`` read what the emitted events made.
+:class:`EmbeddedServer` starts a throw-away nats-server for such tests (the binary comes
+with the ``server`` extra).
 
 :class:`MockKrytenClient` is kryten-py's test double for tests without any nats-server:
 a real client on an in-process server (:class:`LoopbackServer`, core NATS without
@@ -63,6 +66,22 @@ from .subjects import (
 )
 from .tools.embedded import EmbeddedServer
 from .tools.loopback import LoopbackServer
+
+#: The state buckets: ``kryten_{channel}_{kind}`` for each kind.
+_STATE_KINDS = ("playlist", "userlist", "emotes", "state")
+#: Which state each tracked event changes.
+_STATE_OF_EVENT = {
+    "addUser": "userlist",
+    "userLeave": "userlist",
+    "userlist": "userlist",
+    "playlist": "playlist",
+    "queue": "playlist",
+    "delete": "playlist",
+    "changeMedia": "playlist",
+    "setCurrent": "playlist",
+    "setMotd": "state",
+    "emoteList": "emotes",
+}
 
 #: Queries the real bridge answers twice (two handlers share kryten.robot.command).
 _ANSWERED_TWICE = ("system.ping", "system.health", "system.stats")
@@ -145,6 +164,14 @@ class FakeBridge:
     on its request path (``say``, ``kick``, ...: the confirmed commands) are answered
     ``{"success": true}`` when their ``args`` hold the keys the bridge reads, else with
     the bridge's ``Missing ...`` failure.
+
+    ``keep_state=True``: the state buckets (``kryten_{channel}_playlist``, ``_userlist``,
+    ``_emotes``, ``_state``) are created at :meth:`start` and written from ``playlist``,
+    ``current``, ``userlist``, ``emotes`` and ``motd``; :meth:`emit` of an event that
+    changes them (``addUser``, ``userLeave``, ``userlist``, ``playlist``, ``queue``,
+    ``delete``, ``changeMedia``, ``setCurrent``, ``setMotd``, ``emoteList``) updates those
+    attributes and the buckets, as the bridge does. After changing the attributes by
+    hand, :meth:`write_state` writes them.
     """
 
     def __init__(
@@ -154,8 +181,10 @@ class FakeBridge:
         domain: str = "cytu.be",
         channel: str = "lounge",
         nats_options: Mapping[str, Any] | None = None,
+        keep_state: bool = False,
     ) -> None:
         self.domain, self.channel = domain, channel
+        self.keep_state = keep_state
         urls = [servers] if isinstance(servers, str) else list(servers)
         self.client = KrytenClient(
             {
@@ -167,6 +196,7 @@ class FakeBridge:
         self.username, self.version = "kryten-bot", "1.12.6"
         self.userlist: list[dict[str, Any]] = []
         self.playlist: list[dict[str, Any]] = []
+        self.current: dict[str, Any] | None = None
         self.emotes: list[dict[str, Any]] = []
         self.motd = ""
         self.profiles: dict[str, dict[str, Any]] = {}
@@ -191,6 +221,7 @@ class FakeBridge:
         self._taken: set[int] = set()
         self._hooks: list[tuple[str, Callable[[ReceivedCommand], None]]] = []
         self._cond = threading.Condition()
+        self._state_lock = threading.Lock()  # one state change and its writes at a time
         self._next_uid = 1000
         self._started = time.monotonic()
 
@@ -206,6 +237,10 @@ class FakeBridge:
             c.subscribe(rank_subject, self._on_rank)
         c.subscribe(ROBOT_COMMAND, self._on_robot)
         c.flush()
+        if self.keep_state:
+            for kind in _STATE_KINDS:
+                c.get_or_create_kv_store(state_bucket_name(self.channel, kind))
+            self.write_state()
         return self
 
     def stop(self) -> None:
@@ -299,8 +334,61 @@ class FakeBridge:
         subject = event_subject(channel, event_name)
         # The bridge's own bytes (json.dumps' default separators, ASCII escapes), not
         # the client's compact encoding: handlers must cope with what the bridge sends.
-        self.client.publish(subject, json.dumps(envelope).encode("utf-8"))
+        data = json.dumps(envelope).encode("utf-8")
+        if not self.keep_state or channel != self.channel:  # no state of another bridge
+            self.client.publish(subject, data)
+            return envelope
+        with self._state_lock:  # state written before the event, in event order
+            self.write_state(self._track(event_name, payload))
+            self.client.publish(subject, data)
         return envelope
+
+    # -- key-value state (keep_state) --------------------------------------------------
+
+    def write_state(self, kinds: Sequence[str] = _STATE_KINDS) -> None:
+        """Write the state attributes of ``kinds`` (default: all) to their buckets."""
+        values: dict[str, dict[str, Any]] = {
+            "playlist": {"items": self.playlist, "current": self.current or {}},
+            "userlist": {"users": self.userlist},
+            "emotes": {"list": self.emotes},
+            "state": {"motd": self.motd},
+        }
+        for kind in kinds:
+            bucket = state_bucket_name(self.channel, kind)
+            for key, value in values[kind].items():
+                self.client.kv_put(bucket, key, value)
+
+    def _track(self, event_name: str, payload: Any) -> list[str]:
+        """Apply one event to the state attributes; the kinds of state it changed."""
+        if event_name == "addUser" and isinstance(payload, dict) and "name" in payload:
+            self.userlist = [u for u in self.userlist if u.get("name") != payload["name"]]
+            self.userlist.append(payload)
+        elif event_name == "userLeave" and isinstance(payload, dict):
+            self.userlist = [u for u in self.userlist if u.get("name") != payload.get("name")]
+        elif event_name == "userlist" and isinstance(payload, list):
+            self.userlist = list(payload)
+        elif event_name == "playlist" and isinstance(payload, list):
+            self.playlist = list(payload)
+        elif event_name == "queue" and isinstance(payload, dict) and "item" in payload:
+            after = payload.get("after")
+            uids = [item.get("uid") for item in self.playlist]
+            at = 0 if after == "prepend" else uids.index(after) + 1 if after in uids else None
+            self.playlist.insert(len(self.playlist) if at is None else at, payload["item"])
+        elif event_name == "delete" and isinstance(payload, dict):
+            self.playlist = [i for i in self.playlist if i.get("uid") != payload.get("uid")]
+        elif event_name == "changeMedia" and isinstance(payload, dict):
+            # The bridge keeps the uid of the last setCurrent (protocol section 5).
+            uid = (self.current or {}).get("uid")
+            self.current = {**payload, **({"uid": uid} if uid is not None else {})}
+        elif event_name == "setCurrent":
+            self.current = {**(self.current or {}), "uid": payload}
+        elif event_name == "setMotd" and isinstance(payload, str):
+            self.motd = payload
+        elif event_name == "emoteList" and isinstance(payload, list):
+            self.emotes = list(payload)
+        else:
+            return []
+        return [_STATE_OF_EVENT[event_name]]
 
     # -- queries -------------------------------------------------------------------
 

@@ -338,7 +338,7 @@ def test_config_check_lists_every_problem(tmp_path: Path) -> None:
     listed = problems.stdout.splitlines()
     paths = [line.removeprefix(f"{bad}: ").split(":")[0] for line in listed]
     assert sorted(paths) == ["channels[0].channel", "log_level", "nats.servers[0]", "nats.sever"]
-    assert "4 problems" in one_error_line(problems)
+    assert one_error_line(problems) == "kryten-sync: error: 4 problems"  # file named once
     assert missing.returncode == 1
     assert "not found" in one_error_line(missing)
 
@@ -357,9 +357,20 @@ def test_help_of_every_command() -> None:
         ["ping"],
         ["services"],
         ["kv"],
+        ["kv", "watch"],
+        ["kv", "del"],
         ["config"],
+        ["say"],
+        ["users"],
+        ["playlist"],
+        ["now"],
     ]
-    results = run_all(*([*c, "--help"] for c in commands))
+    # A few at a time: each is an interpreter start-up, and the machine has 2 cores.
+    results = [
+        result
+        for start in range(0, len(commands), 6)
+        for result in run_all(*([*c, "--help"] for c in commands[start : start + 6]))
+    ]
     for command, result in zip(commands, results, strict=True):
         assert result.returncode == 0, (command, result.stderr)
         assert result.stdout.startswith("usage: kryten-sync"), command
@@ -372,6 +383,10 @@ def test_help_of_every_command() -> None:
     assert "Mark playlist item uid temporary" in set_temp
     assert "--is-temp {true,false}" in set_temp
     assert "'setTemp'" in set_temp
+    # Examples read as one types them here: JSON and options, not Python.
+    assert "(or permanent with --is-temp false)" in set_temp
+    assert '(e.g. {"allow_voteskip": false})' in listing
+    assert "False" not in listing and "True" not in listing
 
 
 def test_ctrl_c_while_waiting_is_one_line_and_status_130() -> None:
@@ -398,3 +413,165 @@ def test_ctrl_c_while_waiting_is_one_line_and_status_130() -> None:
     # the tasks it sees once, and nats-py starts another while being cancelled).
     assert err.splitlines()[0] == "kryten-sync: interrupted", err
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- mistakes
+
+
+def test_mistakes_are_refused_with_what_to_use_instead(tmp_path: Path) -> None:
+    nowhere = ["--nats", "nats://127.0.0.1:1"]  # refused before connecting
+    typo, url, domain_url = run_all(
+        ["tail", "lounge", "--event", "chatmsgg", *nowhere],
+        ["tail", "https://cytu.be/r/lounge", *nowhere],
+        ["send", "lounge", "hi", "--channel", "https://cytu.be/r/lounge", *nowhere],
+    )
+    assert typo.returncode == 2
+    assert (
+        "'chatmsgg' is not an event CyTube sends through the bridge; did you mean 'chatMsg'? "
+        "(--any-event takes it as it is, for an event of your own)" in one_error_line(typo)
+    )
+    assert "--any-event" in typo.stderr
+    assert url.returncode == 2
+    assert (
+        "channel 'https://cytu.be/r/lounge' is a web address: use the channel name 'lounge' "
+        "(and the domain 'cytu.be')" in one_error_line(url)
+    )
+    assert domain_url.returncode == 2
+    assert "use the channel name 'lounge'" in one_error_line(domain_url)
+
+
+def test_any_event_tails_a_custom_event(shared_server: NatsServer, bridge: FakeBridge) -> None:
+    proc = start(
+        "tail", "lounge", "--event", "myBotEvent", "--any-event", "--nats", shared_server.url
+    )
+    try:
+        out, err = Lines(proc.stdout), Lines(proc.stderr)
+        assert "tailing" in err.next(30)
+        bridge.emit("myBotEvent", {"n": 1})
+        assert out.next().endswith('  myBotEvent {"n":1}')
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------- channel views
+
+
+@pytest.fixture
+def stateful(shared_server: NatsServer) -> Iterator[FakeBridge]:
+    """A bridge of channel 'viewed' that keeps the key-value state."""
+    with FakeBridge(shared_server.url, channel="viewed", keep_state=True) as bridge:
+        yield bridge
+
+
+def test_users_playlist_and_now_show_the_bridge_state(
+    shared_server: NatsServer, stateful: FakeBridge
+) -> None:
+    song = {"id": "dQw4w9WgXcQ", "type": "yt", "title": "Never Gonna Give You Up", "seconds": 213}
+    stateful.emit("addUser", {"name": "alice", "rank": 2, "meta": {"afk": True}})
+    stateful.emit("addUser", {"name": "bob", "rank": 1})
+    stateful.emit("queue", {"item": {"uid": 7, "temp": True, "queueby": "bob", "media": song}})
+    stateful.emit("changeMedia", {**song, "currentTime": 0, "paused": False})
+    url = ["--nats", shared_server.url]
+    users, playlist, now, as_json, nothing = run_all(
+        ["users", "viewed", *url],
+        ["playlist", "viewed", *url],
+        ["now", "viewed", *url],
+        ["users", "viewed", "--json", *url],
+        ["users", "nobody-here", *url],
+    )
+    assert (users.returncode, users.stderr) == (0, "")
+    assert users.stdout == "2 users in viewed\n  alice  rank 2  (afk)\n  bob    rank 1\n"
+    assert (playlist.returncode, playlist.stderr) == (0, "")
+    assert playlist.stdout == (
+        "1 item in viewed's playlist\n"
+        ">   1. Never Gonna Give You Up (yt:dQw4w9WgXcQ, 3:33) by bob (temporary)\n"
+    )
+    assert now.stdout == "now playing: Never Gonna Give You Up (yt:dQw4w9WgXcQ, 3:33)\n"
+    assert [u["name"] for u in json.loads(as_json.stdout)] == ["alice", "bob"]
+    assert nothing.returncode == 1
+    assert (
+        "no state for channel 'nobody-here': the bucket 'kryten_nobody-here_userlist' does "
+        "not exist" in one_error_line(nothing)
+    )
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+    shared_server: NatsServer, stateful: FakeBridge
+) -> None:
+    import os
+    import pty
+
+    stateful.emit("addUser", {"name": "alice", "rank": 2})
+
+    def on_a_terminal(**env: str) -> str:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            [*CLI, "users", "viewed", "--nats", shared_server.url],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env=cli_env(TERM="xterm", **env),
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other side closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        assert proc.wait(30) == 0
+        return b"".join(chunks).decode()
+
+    assert "\x1b[1;" in on_a_terminal()  # the name, bold and coloured
+    assert "\x1b[" not in on_a_terminal(NO_COLOR="1")
+    piped = run("users", "viewed", "--nats", shared_server.url)
+    assert "\x1b[" not in piped.stdout and "alice" in piped.stdout
+
+
+# --------------------------------------------------------------------------- kv
+
+
+def test_kv_watch_and_del(shared_server: NatsServer) -> None:
+    url = ["--nats", shared_server.url]
+    assert run("kv", "put", "watched", "a", "1", "--create", *url).returncode == 0
+    proc = start("kv", "watch", "watched", "--current", *url)
+    try:
+        out, err = Lines(proc.stdout), Lines(proc.stderr)
+        assert "watching watched" in err.next(30)
+        assert out.next() == "PUT a = 1"
+        put = run("kv", "put", "watched", "b", "two", *url)
+        assert put.returncode == 0, put.stderr
+        assert out.next() == "PUT b = two"
+        delete = run("kv", "del", "watched", "a", *url)
+        assert (delete.returncode, delete.stdout, delete.stderr) == (0, "", "")
+        assert out.next() == "DEL a"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    missing = run("kv", "get", "watched", "a", *url)
+    assert "no key 'a' in bucket 'watched'" in one_error_line(missing)
+
+
+def test_a_missing_bucket_is_not_a_missing_key(shared_server: NatsServer) -> None:
+    url = ["--nats", shared_server.url]
+    get, ls, watch, delete = run_all(
+        ["kv", "get", "no_such_bucket", "key", *url],
+        ["kv", "ls", "no_such_bucket", *url],
+        ["kv", "watch", "no_such_bucket", *url],
+        ["kv", "del", "no_such_bucket", "key", *url],
+    )
+    for result in (get, ls, watch, delete):
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert "bucket 'no_such_bucket' does not exist" in line, line
+        assert "no key" not in line

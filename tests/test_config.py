@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import sys
 import warnings
@@ -1058,3 +1059,36 @@ def test_events_and_commands_errors_name_their_path(
 def test_empty_group_and_timeout_mean_unset() -> None:
     cfg = KrytenConfig.from_dict(minimal(events={"group": " "}, commands={"confirm_timeout": ""}))
     assert cfg.events.group is None and cfg.commands.confirm_timeout is None
+
+
+# --- mistakes a newcomer makes ------------------------------------------------------------
+
+
+def test_web_addresses_as_channel_or_domain_name_the_value_to_use() -> None:
+    error = invalid(
+        minimal(channels=[{"domain": "https://cytu.be", "channel": "https://cytu.be/r/lounge"}])
+    )
+    assert problem_at(error, "channels[0].domain") == "is a web address: use the domain 'cytu.be'"
+    assert problem_at(error, "channels[0].channel") == (
+        "is a web address: use the channel name 'lounge' (and the domain 'cytu.be')"
+    )
+    error = invalid(minimal(channels=[{"domain": "cytu.be", "channel": "cytu.be/r/lounge"}]))
+    assert "use the channel name 'lounge'" in problem_at(error, "channels[0].channel")
+
+
+def test_a_setting_one_level_too_high_says_where_it_belongs() -> None:
+    data = minimal()
+    data["servers"] = data.pop("nats")["servers"]
+    data["strict"] = True
+    error = invalid(data)
+    assert problem_at(error, "servers") == "unknown setting (did you mean 'nats.servers'?)"
+    with pytest.warns(ConfigWarning, match=re.escape("channels[].domain")):
+        KrytenConfig.from_dict(minimal(domain="cytu.be"))
+
+
+@pytest.mark.parametrize("path", ["bot.yaml", Path("bot.json")])
+def test_a_file_name_as_config_points_to_from_file(path: str | Path) -> None:
+    with pytest.raises(KrytenValidationError) as caught:
+        KrytenConfig.coerce(path)  # type: ignore[arg-type]
+    name = str(path)
+    assert f"pass KrytenConfig.from_file({name!r})" in str(caught.value)

@@ -16,18 +16,19 @@ import pytest
 
 from kryten_sync.tools import embedded as _embedded
 from kryten_sync.tools.embedded import EmbeddedServer, EmbeddedServerError
-from tests._nats import env_with_repo
+from tests._nats import env_with_repo, free_port
 
 
 class Demo:
     """A running demo process; its stdout lines with their arrival times."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, command: list[str] | None = None) -> None:
         env = env_with_repo()
         env.pop("KRYTEN_CONFIG", None)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kryten_sync", "demo", *args],
+            [*(command or [sys.executable, "-m", "kryten_sync"]), "demo", *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -59,11 +60,27 @@ class Demo:
             for at, line in list(self.lines):
                 if text in line:
                     return at
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # the reader catches up with the last lines
+                if any(text in line for _, line in self.lines):
+                    return next(at for at, line in self.lines if text in line)
+                break
             time.sleep(0.02)
-        raise AssertionError(f"no {text!r} in {self.transcript()}")
+        ended = "" if self.proc.poll() is None else f" (exited {self.proc.returncode})"
+        raise AssertionError(
+            f"no {text!r}{ended} in {self.transcript()}\nstderr: {''.join(self.stderr)}"
+        )
+
+    def type(self, line: str) -> None:
+        """Type ``line`` and Enter at the demo's standard input."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
     def finish(self, timeout: float) -> tuple[int, str]:
         """Wait for the exit (the readers keep draining both pipes meanwhile)."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         try:
             self.proc.wait(timeout)
         finally:
@@ -205,3 +222,30 @@ def test_demo_without_the_binary_fails_with_the_install_hint(
         "PATH: pip install 'kryten-sync[server]'\n"
     )
     assert signal.getsignal(signal.SIGTERM) is sigterm  # main() undid its set-up
+
+
+def test_demo_on_a_fixed_port_talks_with_you_and_runs_until_ctrl_c() -> None:
+    port = free_port()
+    demo = Demo("--port", str(port), "--as", "dave")
+    try:
+        url = f"nats://127.0.0.1:{port}"
+        demo.wait_for(f"connect your own bot: servers ['{url}'], channel 'lounge' on domain")
+        demo.wait_for(f"kryten-sync --nats {url} say lounge '!roll' --as alice")
+        demo.wait_for("type a line and Enter to say it as dave")
+        demo.type("!roll 3d6")
+        demo.wait_for("  dave joined")
+        demo.wait_for("<kryten-bot> dave rolled 3d6: ")
+        demo.wait_for("  bob left")  # the script is over; the channel stays open
+        time.sleep(1.0)
+        assert demo.proc.poll() is None, demo.transcript()
+        with pytest.raises(EmbeddedServerError, match=f"port {port} is in use"):
+            EmbeddedServer(port=port).start()
+        demo.proc.send_signal(signal.SIGINT)
+        code, err = demo.finish(timeout=10)
+        assert code == 0, err
+        assert err == ""
+        assert demo.lines[-1][1].startswith("demo over after ")
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.kill()
+            demo.proc.wait()

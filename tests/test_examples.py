@@ -69,26 +69,43 @@ def publish_until(
 
 def test_print_chat_prints_chat_and_stops_on_ctrl_c() -> None:
     with NatsServer() as server:
-        proc = start_script(str(EXAMPLES / "print_chat.py"), server.url, "cytu.be", "lounge")
+        proc = start_script(
+            str(EXAMPLES / "print_chat.py"), "--nats", server.url, "--channel", "lounge"
+        )
         try:
             lines = collect_lines(proc)
             body = bridge_format.envelope(
-                "chatMsg", {"username": "alice", "msg": "hi there", "meta": {}}
+                "chatMsg", {"username": "alice", "msg": "hi &lt;there&gt;", "meta": {}}
             )
             publish_until(
                 server.url,
                 bridge_format.subject("lounge", "chatMsg"),
                 body,
                 lines,
-                "<alice> hi there",
+                "<alice> hi <there>",
             )
-            assert any("<alice> hi there" in line for line in lines), lines
+            assert any("<alice> hi <there>" in line for line in lines), lines
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(5) == 0, proc.stderr.read() if proc.stderr else ""
+            assert proc.wait(5) == 0
+            log = proc.stderr.read() if proc.stderr else ""
+            # A sign of life by default: where it listens, and the end.
+            listening = "listening on cytu.be/lounge with 1 handler (show); Ctrl-C stops"
+            assert f"INFO connected to {server.url}, {listening}" in log, log
+            assert "INFO disconnected: Received SIGINT" in log, log
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_examples_take_the_same_arguments() -> None:
+    scripts = ["print_chat.py", "echo_bot.py", "threaded_app.py"]
+    procs = [start_script(str(EXAMPLES / name), "--help") for name in scripts]
+    for name, proc in zip(scripts, procs, strict=True):
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (name, err)
+        for option in ("--nats URL", "--channel NAME", "--domain DOMAIN"):
+            assert option in out, (name, out)
 
 
 # -- helpers for the examples below ----------------------------------------------------
@@ -160,7 +177,6 @@ def test_echo_bot_echoes_and_stops_on_ctrl_c() -> None:
             env=example_env(server),
         )
         try:
-            lines = collect_lines(proc)
             # The bot subscribes some time after start-up: ask until it answers.
             with emitting(fake, lambda n: chat("alice", "!echo  hello there ")):
                 command = fake.wait_for_command("chat", timeout=20)
@@ -175,9 +191,10 @@ def test_echo_bot_echoes_and_stops_on_ctrl_c() -> None:
                 time.sleep(0.05)
             echoed = {c.data["message"] for c in fake.commands}
             assert echoed == {"hello there", "second"}, echoed
-            wait_for_line(lines, "echoed 'second' for bob", proc)
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(5) == 0, proc.stderr.read() if proc.stderr else ""
+            assert proc.wait(5) == 0
+            log = proc.stderr.read() if proc.stderr else ""
+            assert "INFO echoed 'second' for bob" in log, log
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -194,9 +211,11 @@ def test_threaded_app_shares_one_client_between_request_threads() -> None:
             [
                 sys.executable,
                 str(EXAMPLES / "threaded_app.py"),
+                "--nats",
                 server.url,
+                "--channel",
                 "lounge",
-                "cytu.be",
+                "--requests",
                 "6",
             ],
             check=False,

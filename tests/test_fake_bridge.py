@@ -293,3 +293,58 @@ def test_module_docstring_example_runs(shared_server: NatsServer) -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, "<testing docstring>", "exec"), namespace)
     namespace["test_greets_newcomers"](shared_server.url)
+
+
+# --- key-value state (keep_state) ---------------------------------------------------------
+
+
+def test_keep_state_writes_what_the_events_change(shared_server: NatsServer) -> None:
+    config = {
+        "nats": {"servers": [shared_server.url]},
+        "channels": [{"domain": "cytu.be", "channel": "Stateful"}],
+    }
+    song = {"id": "abc", "type": "yt", "title": "A song", "seconds": 60}
+    other = {"id": "def", "type": "yt", "title": "Another", "seconds": 30}
+    with (
+        FakeBridge(shared_server.url, channel="Stateful", keep_state=True) as fake,
+        KrytenClient(config) as client,
+    ):
+        fake.motd = "hello <b>all</b>"
+        fake.write_state(["state"])
+        fake.emit("userlist", [{"name": "bot", "rank": 3}])
+        fake.emit("addUser", {"name": "alice", "rank": 1, "meta": {"afk": False}})
+        fake.emit("addUser", {"name": "bob", "rank": 2})
+        fake.emit("userLeave", {"name": "alice"})
+        fake.emit("queue", {"item": {"uid": 1, "temp": False, "queueby": "bob", "media": song}})
+        fake.emit("queue", {"item": {"uid": 2, "temp": True, "queueby": "bob", "media": other}})
+        fake.emit(
+            "queue",
+            {"item": {"uid": 3, "temp": True, "queueby": "x", "media": other}, "after": 1},
+        )
+        fake.emit("delete", {"uid": 2})
+        fake.emit("setCurrent", 1)
+        fake.emit("changeMedia", {**song, "currentTime": 0, "paused": False})
+        fake.emit("setMotd", "new motd")
+        fake.emit("emoteList", [{"name": "Kappa", "image": "k.png"}])
+
+        assert [u.name for u in client.get_state_userlist("stateful")] == ["bot", "bob"]
+        assert [i.uid for i in client.get_state_playlist_items("Stateful")] == [1, 3]
+        current = client.get_state_current_media("Stateful")
+        assert current is not None and (current.id, current.uid) == ("abc", 1)
+        assert client.get_state_current_uid("Stateful") == "1"  # kryten-py's str
+        assert client.get_state_motd("Stateful") == "new motd"
+        assert [e.name for e in client.get_state_emotes("Stateful")] == ["Kappa"]
+        # The bridge's request/reply answers come from the same state.
+        assert [u["name"] for u in client.get_userlist("Stateful")] == ["bot", "bob"]
+        assert client.kv_get("kryten_Stateful_state", "motd") == b"new motd"
+
+
+def test_without_keep_state_no_bucket_is_made(shared_server: NatsServer, fake: FakeBridge) -> None:
+    fake.emit("addUser", {"name": "alice", "rank": 1})
+    assert fake.userlist == []
+    config = {
+        "nats": {"servers": [shared_server.url]},
+        "channels": [{"domain": "cytu.be", "channel": "lounge"}],
+    }
+    with KrytenClient(config) as client:
+        assert client.kv_keys("kryten_lounge_userlist") == []

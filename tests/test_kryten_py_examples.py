@@ -195,7 +195,7 @@ def test_lifecycle_and_kv_example(
                 # The bridge's usercount payload is a number: ``event.payload.get`` fails
                 # in the program, as it does in kryten-py (whose RawEvent has that payload).
                 fake.emit("usercount", 7)
-                wait_until(lambda: "handle_usercount" in caplog.text, 10, "the handler")
+                wait_until(lambda: "handle_usercount raised" in caplog.text, 10, "the handler")
                 assert client.health().handler_errors >= 1
                 assert client.kv_get("example_bot_state", "current_users") is None
 

